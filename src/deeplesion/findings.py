@@ -39,7 +39,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "diameter-mismatch": (Severity.ERROR, "Lesion_diameters_Pixel_ disagrees with the RECIST endpoints"),
     "spacing-invalid": (Severity.ERROR, "a spacing value is not positive"),
     "spacing-anisotropic": (Severity.WARNING, "the in-plane spacing differs between x and y"),
-    "interval-unusual": (Severity.WARNING, "slice interval outside 0.5-10 mm (real rows reach 0.25 and 22.5)"),
+    "interval-unusual": (
+        Severity.WARNING,
+        "slice interval outside 0.5-10 mm (real rows reach 0.25 and 22.5)",
+    ),
     "window-invalid": (Severity.ERROR, "DICOM window low is not below high"),
     "window-fractional": (Severity.NOTE, "DICOM window with fractional HU values (occurs in the release)"),
     "size-not-512": (Severity.NOTE, "image size other than 512x512 (27 real rows are 768, 5 are 1024)"),
@@ -49,6 +52,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "type-on-train-row": (Severity.NOTE, "a training row carries a lesion type (the release has none)"),
     "age-missing": (Severity.NOTE, "Patient_age is empty or NaN"),
     "age-unusual": (Severity.WARNING, "Patient_age outside 0-120 years"),
+    "sex-unknown": (Severity.WARNING, "Patient_gender is neither M nor F"),
     # across rows
     "duplicate-row": (Severity.ERROR, "the same lesion (file name and RECIST endpoints) appears twice"),
     "patient-in-two-splits": (Severity.ERROR, "one patient has rows in more than one split"),

@@ -1,0 +1,46 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README.md).
+# Both create .venv when it is missing and install what they need into it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Stamps record what was installed, so repeated runs skip pip when pyproject.toml has not changed.
+CORE_STAMP := $(VENV)/.installed-core
+DEV_STAMP := $(VENV)/.installed-dev
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(CORE_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml constraints-torch.txt | $(BIN)/python
+	$(PIP) install --quiet -c constraints-torch.txt -e ".[dev]"
+	touch $(CORE_STAMP) $@
+
+demo: $(CORE_STAMP)
+	$(BIN)/deeplesion demo
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+unit: $(DEV_STAMP)
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
+
+test: lint typecheck unit
+
+bench: $(DEV_STAMP)
+	$(BIN)/python benchmarks/bench_catalog.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

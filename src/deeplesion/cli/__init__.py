@@ -1,0 +1,1 @@
+"""The ``deeplesion`` command line (typer). Logging is configured here and nowhere else."""

@@ -1,0 +1,186 @@
+"""``deeplesion info``, ``lesions`` and ``validate``: read and check ``DL_info.csv``."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from deeplesion.cli.common import (
+    EXIT_DATA_ERRORS,
+    AnnotationsOption,
+    JsonOption,
+    RootOption,
+    handle_errors,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from deeplesion.catalog import Catalog
+
+
+class OutputFormat(enum.StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+class Frame(enum.StrEnum):
+    CSV = "csv"
+    PROJECT = "project"
+
+
+def _load(annotations: list[Path] | None, root: Path | None, strictness: str = "raise") -> Catalog:
+    from deeplesion.catalog import load_catalog
+
+    return load_catalog(annotations or None, root=root, strictness=strictness)
+
+
+@handle_errors
+def info(annotations: AnnotationsOption = None, root: RootOption = None, json: JsonOption = False) -> None:
+    """Counts per split (with and without possibly-noisy rows), lesion types, sizes, intervals, ages."""
+    from deeplesion.summary import format_summary, summarize
+
+    summary = summarize(_load(annotations, root))
+    if json:
+        print_json(summary)
+    else:
+        print(format_summary(summary))
+
+
+@handle_errors
+def lesions(
+    annotations: AnnotationsOption = None,
+    root: RootOption = None,
+    split: Annotated[str | None, typer.Option(help="train, val or test.")] = None,
+    lesion_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type",
+            help="Lesion type (bone, abdomen, mediastinum, liver, lung, kidney, "
+            "soft_tissue, pelvis, unknown); repeat for several.",
+        ),
+    ] = None,
+    patient: Annotated[list[int] | None, typer.Option(help="Patient index; repeat for several.")] = None,
+    exclude_noisy: Annotated[bool, typer.Option("--exclude-noisy", help="Drop possibly-noisy rows.")] = False,
+    min_diameter_mm: Annotated[float | None, typer.Option(help="Minimum long diameter, mm.")] = None,
+    max_diameter_mm: Annotated[float | None, typer.Option(help="Maximum long diameter, mm.")] = None,
+    min_interval_mm: Annotated[float | None, typer.Option(help="Minimum slice interval, mm.")] = None,
+    max_interval_mm: Annotated[float | None, typer.Option(help="Maximum slice interval, mm.")] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.TABLE,
+    frame: Annotated[
+        Frame,
+        typer.Option(help="Pixel frame of --format csv: csv (the release's, 1-based) or project (0-based)."),
+    ] = Frame.CSV,
+    limit: Annotated[
+        int | None, typer.Option(help="Print at most this many rows (table: 50 by default).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Print or write the lesions matching a query (JSON coordinates are 0-based, project frame)."""
+    import json as jsonlib
+
+    import numpy as np
+
+    from deeplesion.catalog import dl_info_text
+    from deeplesion.io import atomic_write_bytes
+
+    catalog = _load(annotations, root).filter(
+        split=split,
+        lesion_type=lesion_type or None,
+        patient=patient or None,
+        noisy=False if exclude_noisy else None,
+        min_long_diameter_mm=min_diameter_mm,
+        max_long_diameter_mm=max_diameter_mm,
+        min_slice_interval_mm=min_interval_mm,
+        max_slice_interval_mm=max_interval_mm,
+    )
+    matched = len(catalog)
+    if limit is None and output_format is OutputFormat.TABLE and out is None:
+        limit = 50
+    if limit is not None:
+        catalog = catalog.take(np.arange(min(max(limit, 0), matched)))
+    if output_format is OutputFormat.CSV:
+        text = dl_info_text(catalog, frame=str(frame))
+    elif output_format is OutputFormat.JSON:
+        text = (
+            jsonlib.dumps(
+                {
+                    "count": len(catalog),
+                    "matched": matched,
+                    "frame": "project",
+                    "lesions": [lesion.to_dict() for lesion in catalog],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+    else:
+        text = _table(catalog)
+    if out is not None:
+        atomic_write_bytes(out, text.encode("utf-8"), force=force)
+        print(f"wrote {len(catalog)} lesions to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if len(catalog) < matched:
+        print(f"showing {len(catalog)} of {matched} matching lesions (use --limit)", file=sys.stderr)
+
+
+def _table(catalog: Catalog) -> str:
+    header = (
+        f"{'file_name':<24}{'split':<6}{'type':<12}{'long mm':>8}{'short mm':>9}{'interval':>9}"
+        "  box (0-based)"
+    )
+    lines = [header]
+    for lesion in catalog:
+        box = ", ".join(f"{v:.1f}" for v in lesion.box)
+        lines.append(
+            f"{lesion.file_name:<24}{lesion.split.label:<6}{lesion.lesion_type.label:<12}"
+            f"{lesion.long_diameter_mm:>8.1f}{lesion.short_diameter_mm:>9.1f}{lesion.slice_interval_mm:>9g}"
+            f"  {box}{'  noisy' if lesion.noisy else ''}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@handle_errors
+def validate(
+    annotations: AnnotationsOption = None, root: RootOption = None, json: JsonOption = False
+) -> None:
+    """Check each row's internal consistency and the rows against each other; exit 1 if errors."""
+    from deeplesion.checks import check_catalog
+    from deeplesion.findings import count_by_severity, has_errors
+
+    catalog = _load(annotations, root, strictness="ignore")
+    findings = check_catalog(catalog)
+    counts = count_by_severity(findings)
+    if json:
+        print_json(
+            {
+                "source": catalog.source,
+                "rows_checked": len(catalog),
+                "counts": counts,
+                "findings": [f.to_dict() for f in findings],
+            }
+        )
+    else:
+        for f in findings:
+            print(f"{f.where()}: {f.severity}: [{f.code}] {f.message}")
+        print(
+            f"{len(catalog)} rows checked: {counts['error']} errors, {counts['warning']} warnings, "
+            f"{counts['note']} notes"
+        )
+    if has_errors(findings):
+        raise typer.Exit(EXIT_DATA_ERRORS)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the catalog commands to ``app``."""
+    app.command()(info)
+    app.command()(lesions)
+    app.command()(validate)

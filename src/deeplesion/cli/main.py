@@ -1,0 +1,66 @@
+"""Entry point: ``deeplesion [--version] [-v|-q] COMMAND ...``.
+
+Subcommand modules are imported here only to register their commands; each keeps its heavy imports
+(numpy, OpenCV, matplotlib) inside the command function so that ``deeplesion --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from deeplesion import __version__
+
+app = typer.Typer(
+    name="deeplesion",
+    help="Get, read, check, convert, view and score the NIH DeepLesion CT dataset.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"deeplesion {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+) -> None:
+    """Configure logging (to stderr) for every command."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def _register() -> None:
+    from deeplesion.cli import catalog_commands, demo_command
+
+    catalog_commands.register(app)
+    demo_command.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Run the command line (the ``deeplesion`` console script)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The stages of ``deeplesion demo``: each capability adds a stage here instead of editing one script.
+
+A stage is a function taking a :class:`DemoContext`; :func:`stage` registers it in :data:`STAGES`, which
+runs in registration order.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoContext:
+    """What the stages share.
+
+    Attributes
+    ----------
+    workdir
+        Folder for the stages' outputs (the user's ``--out`` or a temporary folder).
+    say
+        Prints a line for the user (the CLI passes ``print``).
+    state
+        Results one stage leaves for the next (for example the synthetic release path).
+    """
+
+    workdir: Path
+    say: Callable[[str], None] = print
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named step of the demo."""
+
+    name: str
+    title: str
+    run: Callable[[DemoContext], None]
+
+
+STAGES: list[Stage] = []
+
+
+def stage(name: str, title: str) -> Callable[[Callable[[DemoContext], None]], Callable[[DemoContext], None]]:
+    """Register the decorated function as the demo stage ``name``."""
+
+    def register(func: Callable[[DemoContext], None]) -> Callable[[DemoContext], None]:
+        if any(s.name == name for s in STAGES):
+            raise ValueError(f"demo stage {name!r} is registered twice")
+        STAGES.append(Stage(name, title, func))
+        return func
+
+    return register
+
+
+@stage("catalog", "Catalog of the packaged real DL_info.csv excerpt")
+def _catalog_stage(ctx: DemoContext) -> None:
+    from deeplesion.catalog import load_catalog
+    from deeplesion.resources import sample_dl_info_path
+    from deeplesion.summary import format_summary, summarize
+
+    catalog = load_catalog(sample_dl_info_path())
+    ctx.say(format_summary(summarize(catalog)))
+
+
+def run_demo(
+    out: Path | None = None, *, only: list[str] | None = None, say: Callable[[str], None] = print
+) -> None:
+    """Run the registered stages (all, or those named in ``only``) in order.
+
+    Parameters
+    ----------
+    out
+        Keep the outputs in this folder; None uses a temporary folder removed at the end.
+    only
+        Stage names to run.
+    """
+    from deeplesion.errors import UsageError
+
+    known = [s.name for s in STAGES]
+    for name in only or []:
+        if name not in known:
+            raise UsageError(f"unknown demo stage {name!r}; stages: {', '.join(known)}")
+    selected = [s for s in STAGES if not only or s.name in only]
+    with tempfile.TemporaryDirectory(prefix="deeplesion-demo-") as tmp:
+        workdir = out if out is not None else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ctx = DemoContext(workdir=workdir, say=say)
+        for number, s in enumerate(selected, 1):
+            say(f"\n== stage {number}/{len(selected)}: {s.title} ==")
+            start = time.perf_counter()
+            s.run(ctx)
+            say(f"-- {s.name} done in {time.perf_counter() - start:.1f} s")
