@@ -1,0 +1,33 @@
+"""Shared test helpers: where the real data is, and skipping (with a reason) when it is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+DL_INFO_DIR = SHARED_DATA / "deeplesion" / "DL_info"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
+def require(path: Path) -> Path:
+    """Return ``path``, or skip the test when it is absent (a fresh clone has no ../shared)."""
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (it lives in ../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture
+def dl_info_dir() -> Path:
+    """The folder of real DL_info files (skips when absent)."""
+    return require(DL_INFO_DIR)
+
+
+@pytest.fixture
+def sample_csv() -> Path:
+    """The packaged real 158-row excerpt."""
+    from deeplesion.resources import sample_dl_info_path
+
+    return sample_dl_info_path()
