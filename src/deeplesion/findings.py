@@ -57,6 +57,18 @@ CODES: dict[str, tuple[Severity, str]] = {
     "duplicate-row": (Severity.ERROR, "the same lesion (file name and RECIST endpoints) appears twice"),
     "patient-in-two-splits": (Severity.ERROR, "one patient has rows in more than one split"),
     "series-inconsistent": (Severity.WARNING, "rows of one run disagree on spacing or image size"),
+    # images on disk against the annotations (the inventory)
+    "key-slice-missing": (Severity.ERROR, "the key slice of an annotated lesion is not on disk"),
+    "slice-missing": (Severity.ERROR, "a context slice inside a Slice_range is not on disk"),
+    "run-differs": (Severity.WARNING, "a run on disk differs from the Slice_range of its rows"),
+    "png-unreadable": (Severity.ERROR, "a slice PNG cannot be decoded"),
+    "png-bit-depth": (Severity.ERROR, "a slice PNG is not 16-bit grey (8-bit, RGB or palette)"),
+    "image-size-mismatch": (Severity.ERROR, "a slice's width and height differ from Image_size"),
+    "slice-numbers-invalid": (Severity.ERROR, "duplicate or non-numeric slice file names in a folder"),
+    "series-mixed-intervals": (Severity.NOTE, "runs of one series folder have different slice intervals"),
+    "slice-number-wide": (Severity.NOTE, "slice numbers of 1000 or more (4-digit names; %03d, not 3 digits)"),
+    "folder-unannotated": (Severity.NOTE, "a series folder with no row in DL_info.csv"),
+    "not-requested": (Severity.NOTE, "absent on disk, but not requested by the partial download"),
 }
 
 
