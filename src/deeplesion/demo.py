@@ -70,6 +70,41 @@ def _catalog_stage(ctx: DemoContext) -> None:
     ctx.say(format_summary(summarize(catalog)))
 
 
+DEMO_PATIENTS = 6
+
+
+@stage("synth", "A synthetic release in the official layout (with the zips and planted quirks)")
+def _synth_stage(ctx: DemoContext) -> None:
+    from deeplesion.synth import make_synthetic_release
+
+    out = ctx.workdir / "synthetic-release"
+    result = make_synthetic_release(out, patients=DEMO_PATIENTS, seed=0, zips=True, quirks=True, force=True)
+    ctx.state["release"] = out
+    ctx.say(
+        f"wrote {out}: {result.patients} patients, {result.lesions} lesions on {result.key_slices} key "
+        f"slices, {result.slices} slices, {result.bytes_written / 1e6:.0f} MB, zips {', '.join(result.zips)}"
+    )
+    for quirk in result.quirks:
+        where = quirk.get("path") or f"{quirk['file']}:{quirk['line']}"
+        ctx.say(f"  planted {quirk['quirk']:<18} -> finding {quirk['code']:<18} at {where}")
+
+
+@stage("synth-catalog", "Catalog summary and validation of the synthetic release")
+def _synth_catalog_stage(ctx: DemoContext) -> None:
+    from deeplesion.catalog import load_catalog
+    from deeplesion.checks import check_catalog
+    from deeplesion.findings import count_by_severity
+    from deeplesion.summary import format_summary, summarize
+
+    catalog = load_catalog(ctx.state["release"] / "DL_info.csv")
+    ctx.say(format_summary(summarize(catalog)))
+    counts = count_by_severity(check_catalog(catalog))
+    ctx.say(
+        f"validate: {counts['error']} errors, {counts['warning']} warnings, {counts['note']} notes "
+        "(the warnings and notes are the planted quirks)"
+    )
+
+
 def run_demo(
     out: Path | None = None, *, only: list[str] | None = None, say: Callable[[str], None] = print
 ) -> None:

@@ -1,0 +1,50 @@
+"""RECIST measurement of a lesion mask: long axis, then the longest chord perpendicular to it."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+
+def recist_from_mask(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Measure a 2D lesion mask the way RECIST does.
+
+    The long axis joins the two farthest-apart pixels of the mask; the short axis is the longest chord
+    of the mask perpendicular to it (pixels within half a pixel of one perpendicular line).
+
+    Parameters
+    ----------
+    mask
+        (H, W) bool; True on the lesion. Must not be empty.
+
+    Returns
+    -------
+    ndarray
+        (4, 2) float64 pixel centres (x, y), 0-based: long-axis endpoints, then short-axis endpoints.
+        All four are pixels of the mask on its boundary.
+    """
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        raise ValueError("recist_from_mask needs a non-empty mask")
+    points = np.stack([xs, ys], axis=1).astype(np.float64)
+    if xs.size == 1:
+        return np.repeat(points, 4, axis=0)
+    import cv2
+
+    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32)).reshape(-1, 2).astype(np.float64)
+    distances = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=2)
+    i, j = np.unravel_index(int(np.argmax(distances)), distances.shape)
+    p1, p2 = hull[i], hull[j]
+    direction = (p2 - p1) / np.linalg.norm(p2 - p1)
+    normal = np.array([-direction[1], direction[0]])
+    along = points @ direction
+    across = points @ normal
+    # group pixels into lines perpendicular to the long axis, one per half-pixel of position along it
+    bins = np.round(along * 2).astype(np.int64)
+    order = np.lexsort((across, bins))
+    bins_sorted, across_sorted = bins[order], across[order]
+    starts = np.flatnonzero(np.r_[True, bins_sorted[1:] != bins_sorted[:-1]])
+    ends = np.r_[starts[1:], bins_sorted.size] - 1
+    best = int(np.argmax(across_sorted[ends] - across_sorted[starts]))
+    q1, q2 = points[order[starts[best]]], points[order[ends[best]]]
+    return np.stack([p1, p2, q1, q2])

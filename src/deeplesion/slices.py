@@ -1,0 +1,98 @@
+"""One slice on disk: 16-bit grey PNG <-> Hounsfield units.
+
+The release stores ``value = HU + 32768`` as uint16. Flipping the top bit of a uint16 and viewing it as
+int16 is exactly that subtraction, without a temporary int32 array.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from deeplesion.errors import ImageError
+
+HU_OFFSET = 32768
+"""``HU = png value - HU_OFFSET``."""
+
+PNG_COMPRESSION = 3
+"""zlib level used when writing slices (OpenCV's default: a good size/speed balance)."""
+
+
+def png_to_hu(png: npt.NDArray[np.uint16]) -> npt.NDArray[np.int16]:
+    """(H, W) uint16 PNG values -> (H, W) int16 HU (``value - 32768``), a new array."""
+    return (png ^ np.uint16(0x8000)).view(np.int16)
+
+
+def hu_to_png(hu: npt.NDArray[np.integer]) -> npt.NDArray[np.uint16]:
+    """(H, W) integer HU in [-32768, 32767] -> (H, W) uint16 PNG values (``HU + 32768``)."""
+    return (np.asarray(hu, dtype=np.int16).view(np.uint16) ^ np.uint16(0x8000)).astype(np.uint16, copy=False)
+
+
+def decode_slice(data: bytes, *, label: str = "slice") -> npt.NDArray[np.int16]:
+    """Decode PNG bytes of a DeepLesion slice into (H, W) int16 HU.
+
+    Raises
+    ------
+    ImageError
+        The bytes are not a decodable PNG, or the image is not 16-bit single-channel grey.
+    """
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    return _check_decoded(image, label)
+
+
+def read_slice_hu(
+    path: str | os.PathLike[str], *, expected_size: tuple[int, int] | None = None
+) -> npt.NDArray[np.int16]:
+    """Read one slice PNG as (H, W) int16 HU.
+
+    Parameters
+    ----------
+    path
+        The PNG file.
+    expected_size
+        (width, height) from ``Image_size``; a different size is an error.
+
+    Raises
+    ------
+    ImageError
+        Missing, unreadable, not 16-bit grey, or of another size than ``expected_size``.
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: slice file not found")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    hu = _check_decoded(image, str(path))
+    if expected_size is not None and (hu.shape[1], hu.shape[0]) != tuple(expected_size):
+        raise ImageError(
+            f"{path}: image is {hu.shape[1]}x{hu.shape[0]} px but Image_size says "
+            f"{expected_size[0]}x{expected_size[1]}"
+        )
+    return hu
+
+
+def _check_decoded(image: npt.NDArray[Any] | None, label: str) -> npt.NDArray[np.int16]:
+    if image is None:
+        raise ImageError(f"{label}: not a readable PNG (truncated or corrupt); download it again")
+    if image.ndim != 2:
+        raise ImageError(f"{label}: has {image.shape[2]} colour channels; DeepLesion slices are 16-bit grey")
+    if image.dtype != np.uint16:
+        raise ImageError(f"{label}: is {image.dtype.itemsize * 8}-bit; DeepLesion slices are 16-bit grey")
+    return png_to_hu(image)
+
+
+def encode_slice(hu: npt.NDArray[np.integer], *, compression: int = PNG_COMPRESSION) -> bytes:
+    """(H, W) integer HU -> bytes of a 16-bit grey PNG in the release's encoding (``HU + 32768``)."""
+    import cv2
+
+    ok, buffer = cv2.imencode(".png", hu_to_png(hu), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise ImageError("OpenCV could not encode the slice as PNG")
+    return bytes(buffer)
