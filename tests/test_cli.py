@@ -128,3 +128,17 @@ def test_demo_prints_the_sample_summary() -> None:
     result = run("demo", "--stage", "catalog")
     assert result.returncode == 0, result.stderr
     assert "stage 1/1" in result.stdout and "158" in result.stdout
+
+
+def test_synth_command(tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    result = run("synth", "--out", str(out), "--patients", "1", "--seed", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["patients"] == 1 and summary["lesions"] >= 1 and summary["zips"] == []
+    check = run("validate", "-a", str(out / "DL_info.csv"))
+    assert check.returncode == 0, check.stdout
+    again = run("synth", "--out", str(out), "--patients", "1")
+    assert again.returncode == 2 and "not empty" in again.stderr and "--force" in again.stderr
+    bad = run("synth", "--out", str(out), "--patients", "0")
+    assert bad.returncode == 2

@@ -10,7 +10,7 @@ def recist_from_mask(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
     """Measure a 2D lesion mask the way RECIST does.
 
     The long axis joins the two farthest-apart pixels of the mask; the short axis is the longest chord
-    of the mask perpendicular to it (pixels within half a pixel of one perpendicular line).
+    of the mask perpendicular to it (boundary pixels within half a pixel of one perpendicular line).
 
     Parameters
     ----------
@@ -21,17 +21,17 @@ def recist_from_mask(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
     -------
     ndarray
         (4, 2) float64 pixel centres (x, y), 0-based: long-axis endpoints, then short-axis endpoints.
-        All four are pixels of the mask on its boundary.
+        All four are boundary pixels of the mask (pixels with a 4-neighbour outside it).
     """
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
+    if not mask.any():
         raise ValueError("recist_from_mask needs a non-empty mask")
+    ys, xs = np.nonzero(mask & ~_interior(mask))  # boundary pixels: a 4-neighbour lies outside
     points = np.stack([xs, ys], axis=1).astype(np.float64)
-    if xs.size == 1:
+    if len(points) == 1:
         return np.repeat(points, 4, axis=0)
     import cv2
 
-    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32)).reshape(-1, 2).astype(np.float64)
+    hull = cv2.convexHull(points.astype(np.int32)).reshape(-1, 2).astype(np.float64)
     distances = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=2)
     i, j = np.unravel_index(int(np.argmax(distances)), distances.shape)
     p1, p2 = hull[i], hull[j]
@@ -39,8 +39,9 @@ def recist_from_mask(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
     normal = np.array([-direction[1], direction[0]])
     along = points @ direction
     across = points @ normal
-    # group pixels into lines perpendicular to the long axis, one per half-pixel of position along it
-    bins = np.round(along * 2).astype(np.int64)
+    # boundary pixels grouped into 1 px wide bands perpendicular to the long axis; the band whose two
+    # outermost pixels are farthest apart gives the short axis
+    bins = np.round(along).astype(np.int64)
     order = np.lexsort((across, bins))
     bins_sorted, across_sorted = bins[order], across[order]
     starts = np.flatnonzero(np.r_[True, bins_sorted[1:] != bins_sorted[:-1]])
@@ -48,3 +49,9 @@ def recist_from_mask(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
     best = int(np.argmax(across_sorted[ends] - across_sorted[starts]))
     q1, q2 = points[order[starts[best]]], points[order[ends[best]]]
     return np.stack([p1, p2, q1, q2])
+
+
+def _interior(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Pixels of ``mask`` whose four neighbours are all in ``mask``."""
+    padded = np.pad(mask, 1)
+    return padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]

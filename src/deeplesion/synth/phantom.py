@@ -317,6 +317,13 @@ def _draw_chest(paint: Painter, body: Body, zn: float, ix: float, iy: float) -> 
 
 
 def _draw_abdomen(paint: Painter, body: Body, z: float, zn: float, ix: float, iy: float) -> None:
+    # bowel first: the solid organs drawn after it push it aside
+    for x, y, zc, radius, half, gas in body.bowel:
+        if abs(z - zc) < half:
+            r = radius * math.sqrt(1.0 - ((z - zc) / half) ** 2)
+            paint.ellipse(x, y, r, r * 0.8, -850.0 if gas else 30.0)
+            if gas:
+                paint.ring(x, y, r, r * 0.8, 45.0, 1.5)
     liver = taper(zn, 0.30, 0.62)
     if liver > 0.0:
         paint.ellipse(-0.42 * ix, -0.02 * iy, 0.52 * ix * liver, 0.72 * iy * liver, body.liver_hu, 15.0)
@@ -336,12 +343,6 @@ def _draw_abdomen(paint: Painter, body: Body, z: float, zn: float, ix: float, iy
     if 0.36 < zn < 0.80:  # aorta and inferior vena cava in the abdomen
         paint.ellipse(0.06 * ix, 0.38 * iy, 11.0, 11.0, 160.0)
         paint.ellipse(-0.14 * ix, 0.36 * iy, 12.0, 10.0, 120.0)
-    for x, y, zc, radius, half, gas in body.bowel:
-        if abs(z - zc) < half:
-            r = radius * math.sqrt(1.0 - ((z - zc) / half) ** 2)
-            paint.ellipse(x, y, r, r * 0.8, -850.0 if gas else 30.0)
-            if gas:
-                paint.ring(x, y, r, r * 0.8, 45.0, 1.5)
 
 
 def _draw_pelvis(paint: Painter, zn: float, ix: float, iy: float) -> None:

@@ -264,8 +264,9 @@ def _series_plan(
         z_start = z_first
     # the scanner's field of view fits the body: spacing 0.6-0.98 mm for a 512 px image
     if spacing is None:
-        spacing = float(np.clip(2.0 * body.half_width_mm * float(rng.uniform(1.02, 1.15)) / size, 0.6, 0.98))
-        spacing = round(spacing * 512) / 512  # scanners report spacings like 0.742188 (380 mm / 512)
+        spacing = 2.0 * body.half_width_mm * float(rng.uniform(1.02, 1.15)) / size
+        # field-of-view steps of 1 mm, written with 6 digits like the release (0.742188 = 380 mm / 512)
+        spacing = round(float(np.clip(round(spacing * size) / size, 0.6, 0.98)), 6)
     geometry = SliceGeometry(size=size, spacing=spacing, outside_hu=float(rng.choice([-1024.0, -3024.0])))
     count = int((z_end - z_start) // interval) + 1
     inside = [i for i, x in enumerate(lesions) if z_start + 5.0 < x.center[2] < z_end - 5.0]
@@ -289,7 +290,7 @@ def _plan_quirk_series(plans: list[PatientPlan], seed: int) -> None:
     host = plans[min(1, len(plans) - 1)]
     body = host.body
     z = 0.5 * body.length_mm
-    size, spacing = 512, round(0.95 * body.half_width_mm / 256 * 512) / 512
+    size, spacing = 512, round(max(0.95 * body.half_width_mm / 256, 0.6), 6)
     col = size - 1 - 4  # 4 px inside the right edge; the padded box must leave the image
     x_mm = (col - (size - 1) / 2.0) * spacing
     edge = Lesion3D((x_mm, 0.0, z), (5.0, 4.0, 5.0), 0.0, 40.0, "soft_tissue")
