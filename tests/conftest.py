@@ -31,3 +31,23 @@ def sample_csv() -> Path:
     from deeplesion.resources import sample_dl_info_path
 
     return sample_dl_info_path()
+
+
+PNG16_DIR = SHARED_DATA / "deeplesion" / "png16"
+
+
+@pytest.fixture(scope="session")
+def png16_release():  # type: ignore[no-untyped-def]
+    """The real staged slices with their rows from the union file (skips when absent)."""
+    import deeplesion
+    from deeplesion.catalog import load_catalog
+
+    require(PNG16_DIR)
+    catalog = load_catalog(require(DL_INFO_DIR / "DL_info_union.csv"))
+    folders = sorted(p.name for p in (PNG16_DIR / "Images_png").iterdir())
+    names = [
+        f"{folder}_{png.stem}.png"
+        for folder in folders
+        for png in (PNG16_DIR / "Images_png" / folder).iterdir()
+    ]
+    return deeplesion.open(PNG16_DIR, catalog=catalog.filter(file_names=names))

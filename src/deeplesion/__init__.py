@@ -27,6 +27,9 @@ from deeplesion.errors import (
     UsageError,
 )
 from deeplesion.findings import Finding, Severity
+from deeplesion.release import Release, Run, Volume, open_release
+
+open = open_release  # ``deeplesion.open(root)``, the documented entry point
 
 __all__ = [
     "CSV_PIXEL_ORIGIN",
@@ -39,11 +42,15 @@ __all__ = [
     "Lesion",
     "LesionType",
     "OutputExistsError",
+    "Release",
+    "Run",
     "Severity",
     "Split",
     "Strictness",
     "UsageError",
+    "Volume",
     "__version__",
     "load_catalog",
+    "open",
     "write_dl_info",
 ]

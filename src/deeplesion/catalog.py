@@ -486,6 +486,7 @@ class Catalog:
         self.load_findings = tuple(load_findings)
         """Problems met while reading (extra columns, skipped rows)."""
         self._records: list[Lesion | None] = [None] * n
+        self._groups: dict[str, npt.NDArray[np.int64]] | None = None
 
     # columns -------------------------------------------------------------------------------------------
     def __getattr__(self, name: str) -> npt.NDArray[Any]:
@@ -681,7 +682,9 @@ class Catalog:
 
     def lesions_on(self, file_name: str) -> list[Lesion]:
         """The lesions annotated on one key slice (empty when the slice is not a key slice)."""
-        return [self[int(i)] for i in np.flatnonzero(self._c["file_name"] == file_name)]
+        if self._groups is None:
+            self._groups = self.key_slice_groups()
+        return [self[int(i)] for i in self._groups.get(file_name, ())]
 
 
 def concat(catalogs: Sequence[Catalog]) -> Catalog:

@@ -1,0 +1,161 @@
+"""Image geometry like the reference pipeline, as separate steps that also move boxes and points.
+
+Each step returns the new image and a :class:`Transform` that maps 0-based pixel coordinates (x, y) of
+the input to the output, and back with :meth:`Transform.inverse`. Steps compose with ``@``.
+
+Steps (the reference order: crop, then spacing normalisation):
+
+1. :func:`body_crop_box` + :func:`crop`: the black-border crop of 3DCE/MULAN (raw value > 32000, i.e.
+   HU > -768, a 7x7 binary opening, the mask's bounding box; the whole image when the mask is empty).
+2. :func:`spacing_scale` + :func:`resize`: scale so that pixels become ``target_mm`` (reference 0.8 mm),
+   reduced so that the long side is at most ``max_size`` (512), linear interpolation.
+
+Coordinates. A resize by ``s`` maps pixel centres as ``x' = (x + 0.5) * s - 0.5`` (OpenCV's geometry,
+exact for the resized pixels). The reference code multiplies boxes by ``s`` instead; the two differ by
+``0.5 * (s - 1)`` px (0.1 px at s = 1.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+REFERENCE_BODY_THRESHOLD_HU = -768.0  # raw 32000 - 32768
+REFERENCE_OPENING_PX = 7
+REFERENCE_SPACING_MM = 0.8
+REFERENCE_MAX_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Transform:
+    """``x' = x * scale_x + shift_x``, ``y' = y * scale_y + shift_y`` on 0-based pixel coordinates."""
+
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+    shift_x: float = 0.0
+    shift_y: float = 0.0
+
+    def __matmul__(self, first: Transform) -> Transform:
+        """``self @ first``: apply ``first``, then ``self``."""
+        return Transform(
+            self.scale_x * first.scale_x,
+            self.scale_y * first.scale_y,
+            self.scale_x * first.shift_x + self.shift_x,
+            self.scale_y * first.shift_y + self.shift_y,
+        )
+
+    def inverse(self) -> Transform:
+        """The transform that undoes this one."""
+        return Transform(1 / self.scale_x, 1 / self.scale_y, -self.shift_x / self.scale_x,
+                         -self.shift_y / self.scale_y)  # fmt: skip
+
+    def points(self, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(..., 2) points (x, y) -> transformed (..., 2) float64."""
+        p = np.asarray(xy, dtype=np.float64)
+        return p * (self.scale_x, self.scale_y) + (self.shift_x, self.shift_y)
+
+    def boxes(self, xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """(..., 4) boxes ``x1, y1, x2, y2`` -> transformed (..., 4) float64 (never clipped)."""
+        b = np.asarray(xyxy, dtype=np.float64)
+        scale = (self.scale_x, self.scale_y, self.scale_x, self.scale_y)
+        return b * scale + (self.shift_x, self.shift_y, self.shift_x, self.shift_y)
+
+
+def body_crop_box(
+    hu: npt.NDArray[np.integer] | npt.NDArray[np.floating],
+    *,
+    threshold_hu: float = REFERENCE_BODY_THRESHOLD_HU,
+    opening_px: int = REFERENCE_OPENING_PX,
+) -> tuple[int, int, int, int]:
+    """The reference black-border crop: bounding box of the opened ``hu > threshold`` mask.
+
+    Parameters
+    ----------
+    hu
+        (H, W) key slice in HU.
+
+    Returns
+    -------
+    tuple
+        ``(x0, y0, x1, y1)`` with exclusive ends, in pixels; the whole image when the mask is empty.
+    """
+    import cv2
+
+    mask = (np.asarray(hu) > threshold_hu).astype(np.uint8)
+    kernel = np.ones((opening_px, opening_px), dtype=np.uint8)
+    # scipy's binary_opening (the reference) treats pixels beyond the border as background
+    eroded = cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    opened = cv2.dilate(eroded, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    rows = np.flatnonzero(opened.any(axis=1))
+    cols = np.flatnonzero(opened.any(axis=0))
+    if rows.size == 0:
+        return 0, 0, mask.shape[1], mask.shape[0]
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def crop(
+    image: npt.NDArray[np.generic], box: tuple[int, int, int, int]
+) -> tuple[npt.NDArray[np.generic], Transform]:
+    """Crop the last two axes of ``image`` (..., H, W) to ``box`` = ``(x0, y0, x1, y1)`` (a view)."""
+    x0, y0, x1, y1 = box
+    return image[..., y0:y1, x0:x1], Transform(shift_x=-x0, shift_y=-y0)
+
+
+def spacing_scale(
+    spacing_mm: float,
+    shape: tuple[int, int],
+    *,
+    target_mm: float = REFERENCE_SPACING_MM,
+    max_size: int = REFERENCE_MAX_SIZE,
+) -> float:
+    """Resize factor that makes pixels ``target_mm`` wide, reduced so the long side is <= ``max_size``.
+
+    Parameters
+    ----------
+    spacing_mm
+        In-plane pixel spacing of the image, mm.
+    shape
+        (H, W) of the image about to be resized (after any crop).
+    """
+    scale = spacing_mm / target_mm
+    longest = max(shape) * scale
+    if longest > max_size:
+        scale *= max_size / longest
+    return scale
+
+
+def resize(
+    image: npt.NDArray[Any], scale: float, *, channels_last: bool = False
+) -> tuple[npt.NDArray[Any], Transform]:
+    """Resize by ``scale`` with linear interpolation (OpenCV, as the reference).
+
+    Parameters
+    ----------
+    image
+        (H, W), (C, H, W), or (H, W, C) with ``channels_last``; float32 or float64.
+    scale
+        Factor for both axes.
+
+    Returns
+    -------
+    (image, transform)
+        The resized image in the same layout, and the pixel-centre transform.
+    """
+    import cv2
+
+    if scale == 1.0:
+        return image, Transform()
+    planar = image.ndim == 3 and not channels_last
+    src = np.moveaxis(image, 0, -1) if planar else image
+    height, width = src.shape[:2]
+    new_w, new_h = round(width * scale), round(height * scale)
+    out = cv2.resize(np.ascontiguousarray(src), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if out.ndim == 2 and src.ndim == 3:  # OpenCV drops a single channel axis
+        out = out[..., None]
+    if planar:
+        out = np.moveaxis(out, -1, 0)
+    sx, sy = new_w / width, new_h / height
+    return out, Transform(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5)

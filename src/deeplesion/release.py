@@ -1,0 +1,375 @@
+"""A DeepLesion release on disk: ``DL_info.csv`` + ``Images_png/``, with slices, runs, stacks, volumes.
+
+>>> release = deeplesion.open("/data/DeepLesion")          # or $DEEPLESION_ROOT
+>>> sample = release.context(0, slices=9, interval_mm=2.0)  # (9, H, W) float32 HU around lesion 0
+
+The object never writes under its root (a read-only root works) and pickles as its root and annotation
+path only, so it is cheap to send to process-pool or Dask workers (call :func:`configure_worker` there).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from deeplesion.catalog import (
+    DEFAULT_FILE_NAME,
+    Catalog,
+    Lesion,
+    load_catalog,
+    resolve_root,
+    slice_path,
+)
+from deeplesion.context import ContextStack, Mode, build_stack, plan_context
+from deeplesion.errors import ImageError, UsageError
+from deeplesion.geometry import Transform, body_crop_box, crop, resize, spacing_scale
+from deeplesion.slices import read_slice_hu
+from deeplesion.windowing import apply_window
+
+IMAGES_DIR = "Images_png"
+
+
+def configure_worker() -> None:
+    """Call once in each worker process: one OpenCV thread per process (the pool gives the parallelism)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def parse_file_name(file_name: str) -> tuple[str, int]:
+    """``PPPPPP_SS_RR_NNN.png`` -> (``PPPPPP_SS_RR``, NNN).
+
+    Raises
+    ------
+    UsageError
+        The name does not have that form.
+    """
+    stem = file_name.removesuffix(".png")
+    folder, _, number = stem.rpartition("_")
+    if not folder or not number.isdigit() or folder.count("_") != 2:
+        raise UsageError(f"{file_name!r} is not a DeepLesion slice name like 000001_01_01_109.png")
+    return folder, int(number)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A contiguous run of slices in a series folder, as the annotation rows describe it.
+
+    Attributes
+    ----------
+    folder
+        ``PPPPPP_SS_RR``.
+    first, last
+        1-based slice numbers, inclusive (``Slice_range``).
+    spacing
+        (x, y, z) mm; z is this run's own slice interval (runs of one folder can differ).
+    image_size
+        (width, height) pixels.
+    """
+
+    folder: str
+    first: int
+    last: int
+    spacing: tuple[float, float, float]
+    image_size: tuple[int, int]
+
+    @property
+    def slice_numbers(self) -> range:
+        """The run's slice numbers."""
+        return range(self.first, self.last + 1)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A run as a 3D array.
+
+    Attributes
+    ----------
+    data
+        (Z, H, W) int16 HU, Z in increasing slice number.
+    slice_numbers
+        (Z,) int64 slice numbers of the planes.
+    spacing
+        (x, y, z) mm.
+    folder
+        The series folder.
+    """
+
+    data: npt.NDArray[np.int16]
+    slice_numbers: npt.NDArray[np.int64]
+    spacing: tuple[float, float, float]
+    folder: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A model-ready 2.5D sample (see :meth:`Release.sample`).
+
+    Attributes
+    ----------
+    image
+        (C, H', W') float32, windowed (0-255 for the ``model`` window by default) and resized.
+    boxes
+        (K, 4) float64 boxes of the lesions on the key slice, in ``image`` pixels.
+    transform
+        Maps 0-based key-slice pixel coordinates to ``image`` pixels (``.inverse()`` maps back).
+    lesions
+        The K lesions on the key slice.
+    """
+
+    image: npt.NDArray[np.float32]
+    boxes: npt.NDArray[np.float64]
+    transform: Transform
+    lesions: list[Lesion]
+
+
+class Release:
+    """A release folder: ``DL_info.csv`` (or another annotation file) and ``Images_png/``.
+
+    Parameters
+    ----------
+    root
+        The folder; default ``$DEEPLESION_ROOT``.
+    annotations
+        The annotation file; default ``ROOT/DL_info.csv``.
+    catalog
+        An already loaded (for example filtered) catalog to use instead of reading ``annotations``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        annotations: str | os.PathLike[str] | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.root = resolve_root(root)
+        self.annotations = Path(annotations) if annotations is not None else self.root / DEFAULT_FILE_NAME
+        self._given_catalog = catalog
+        self._listing: dict[str, frozenset[int]] = {}
+
+    def __repr__(self) -> str:
+        return f"Release({str(self.root)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Only what identifies the release travels; catalogs and listings are rebuilt where needed.
+        return {"root": self.root, "annotations": self.annotations, "catalog": self._given_catalog}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.root = state["root"]
+        self.annotations = state["annotations"]
+        self._given_catalog = state["catalog"]
+        self._listing = {}
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The annotations (loaded on first use)."""
+        if self._given_catalog is not None:
+            return self._given_catalog
+        return load_catalog(self.annotations)
+
+    # files -------------------------------------------------------------------------------------------
+    @property
+    def images_dir(self) -> Path:
+        """``ROOT/Images_png``."""
+        return self.root / IMAGES_DIR
+
+    def path(self, folder: str, slice_number: int) -> Path:
+        """Path of a slice, ``ROOT/Images_png/<folder>/<NNN>.png``."""
+        return self.root / slice_path(folder, slice_number)
+
+    def path_of(self, file_name: str) -> Path:
+        """Path of a slice given its ``File_name`` (``PPPPPP_SS_RR_NNN.png``)."""
+        return self.path(*parse_file_name(file_name))
+
+    def folders(self) -> list[str]:
+        """Series folders present under ``Images_png/``, sorted."""
+        if not self.images_dir.is_dir():
+            return []
+        return sorted(entry.name for entry in os.scandir(self.images_dir) if entry.is_dir())
+
+    def slice_numbers(self, folder: str) -> frozenset[int]:
+        """Slice numbers on disk in ``folder`` (names ``<digits>.png``; others are ignored here)."""
+        numbers = self._listing.get(folder)
+        if numbers is None:
+            directory = self.images_dir / folder
+            names = [e.name for e in os.scandir(directory)] if directory.is_dir() else []
+            numbers = frozenset(int(n[:-4]) for n in names if n.endswith(".png") and n[:-4].isdigit())
+            self._listing[folder] = numbers
+        return numbers
+
+    def runs(self, folder: str | None = None) -> list[Run]:
+        """Runs described by the annotation rows (one per folder and ``Slice_range``), sorted."""
+        catalog = self.catalog
+        seen: dict[tuple[str, int, int], Run] = {}
+        for i, name in enumerate(catalog.file_name.tolist()):
+            run_folder = name.rsplit("_", 1)[0]
+            if folder is not None and run_folder != folder:
+                continue
+            first, last = (int(v) for v in catalog.slice_range[i])
+            if (run_folder, first, last) not in seen:
+                sx, sy, sz = (float(v) for v in catalog.spacing[i])
+                width, height = (int(v) for v in catalog.image_size[i])
+                seen[(run_folder, first, last)] = Run(run_folder, first, last, (sx, sy, sz), (width, height))
+        return [seen[k] for k in sorted(seen)]
+
+    # reading -----------------------------------------------------------------------------------------
+    def lesion(self, which: int | str | Lesion) -> Lesion:
+        """A lesion by catalog position, by key-slice file name (its first lesion) or as given."""
+        if isinstance(which, Lesion):
+            return which
+        if isinstance(which, str):
+            found = self.catalog.lesions_on(which)
+            if not found:
+                raise UsageError(f"{which} is not a key slice of {self.annotations}")
+            return found[0]
+        return self.catalog[which]
+
+    def read_slice(self, folder: str, slice_number: int, *, image_size: tuple[int, int] | None = None
+                   ) -> npt.NDArray[np.int16]:  # fmt: skip
+        """One slice as (H, W) int16 HU (``image_size`` = (width, height) to check)."""
+        return read_slice_hu(self.path(folder, slice_number), expected_size=image_size)
+
+    def key_slice(self, which: int | str | Lesion) -> npt.NDArray[np.int16]:
+        """The key slice of a lesion as (H, W) int16 HU, checked against its ``Image_size``."""
+        lesion = self.lesion(which)
+        return self.read_slice(lesion.folder, lesion.key_slice, image_size=lesion.image_size)
+
+    def context(
+        self,
+        which: int | str | Lesion,
+        *,
+        slices: int = 3,
+        interval_mm: float = 2.0,
+        mode: Mode = "correct",
+        crop_box: tuple[int, int, int, int] | None = None,
+    ) -> ContextStack:
+        """A 2.5D stack of ``slices`` channels ``interval_mm`` apart, centred on a lesion's key slice.
+
+        Parameters
+        ----------
+        which
+            Catalog position, key-slice file name or :class:`Lesion`.
+        slices
+            Odd number of channels.
+        interval_mm
+            Distance between channels, mm.
+        mode
+            ``correct`` (default) or ``reference`` (reproduces the reference loaders, weight bug included);
+            see :mod:`deeplesion.context`.
+        crop_box
+            ``(x0, y0, x1, y1)`` to return only that region.
+
+        Returns
+        -------
+        ContextStack
+            ``hu`` (C, H, W) float32 HU and the slices blended for each channel.
+        """
+        lesion = self.lesion(which)
+        plan = plan_context(slices, interval_mm, lesion.slice_interval_mm, mode)
+        on_disk = self.slice_numbers(lesion.folder)
+        if mode == "correct":
+            first, last = lesion.slice_range
+            available: frozenset[int] | set[int] = {n for n in on_disk if first <= n <= last}
+        else:
+            available = on_disk
+        if lesion.key_slice not in on_disk:
+            raise ImageError(f"{self.path(lesion.folder, lesion.key_slice)}: key slice not on disk")
+        size = lesion.image_size
+        return build_stack(
+            lesion.key_slice, plan, available,
+            lambda n: self.read_slice(lesion.folder, n, image_size=size), crop_box=crop_box,
+        )  # fmt: skip
+
+    def sample(
+        self,
+        which: int | str | Lesion,
+        *,
+        slices: int = 9,
+        interval_mm: float = 2.0,
+        mode: Mode = "correct",
+        window: str | tuple[float, float] = "model",
+        scale: Literal["unit", "float255"] = "float255",
+        crop_body: bool = True,
+        target_mm: float | None = 0.8,
+        max_size: int = 512,
+    ) -> Sample:
+        """The reference preprocessing of a key slice and its context, in one call.
+
+        Steps: the body crop box of the key slice (reference black-border crop), a 2.5D stack of only
+        that region, the window (``model`` = [-1024, 3071] to 0-255 by default), then a resize to
+        ``target_mm`` per pixel with the long side at most ``max_size`` (None: no resize).
+
+        Returns
+        -------
+        Sample
+            The (C, H', W') float32 image, the boxes of the key slice's lesions in image pixels, the
+            transform, and the lesions.
+        """
+        lesion = self.lesion(which)
+        key = self.key_slice(lesion)
+        box = body_crop_box(key) if crop_body else (0, 0, key.shape[1], key.shape[0])
+        stack = self.context(lesion, slices=slices, interval_mm=interval_mm, mode=mode, crop_box=box)
+        _, transform = crop(key, box)
+        image = apply_window(stack.hu, window, scale=scale, out=stack.hu)
+        if target_mm is not None:
+            factor = spacing_scale(lesion.spacing[0], image.shape[1:], target_mm=target_mm, max_size=max_size)
+            image, resized = resize(image, factor)
+            transform = resized @ transform
+        on_slice = self.catalog.lesions_on(lesion.file_name) or [lesion]
+        boxes = transform.boxes(np.array([x.box for x in on_slice]))
+        return Sample(image.astype(np.float32, copy=False), boxes, transform, on_slice)
+
+    def volume(
+        self, which: int | str | Lesion | Run, *, missing: Literal["error", "skip"] = "error"
+    ) -> Volume:
+        """The run holding a lesion's key slice (or the given :class:`Run`) as a (Z, H, W) int16 volume.
+
+        Parameters
+        ----------
+        missing
+            ``error`` (default): a slice of the run that is not on disk is an :class:`ImageError`;
+            ``skip``: leave it out (``slice_numbers`` then has gaps).
+        """
+        if isinstance(which, Run):
+            run = which
+        else:
+            lesion = self.lesion(which)
+            run = Run(lesion.folder, *lesion.slice_range, lesion.spacing, lesion.image_size)
+        on_disk = self.slice_numbers(run.folder)
+        numbers = [n for n in run.slice_numbers if n in on_disk]
+        absent = [n for n in run.slice_numbers if n not in on_disk]
+        if absent and missing == "error":
+            shown = ", ".join(f"{n:03d}.png" for n in absent[:5])
+            raise ImageError(
+                f"{self.images_dir / run.folder}: {len(absent)} slice(s) of run {run.first}-{run.last} "
+                f"are not on disk ({shown}); pass missing='skip' to build the volume without them"
+            )
+        if not numbers:
+            raise ImageError(
+                f"{self.images_dir / run.folder}: no slice of run {run.first}-{run.last} on disk"
+            )
+        planes = [self.read_slice(run.folder, n, image_size=run.image_size) for n in numbers]
+        return Volume(np.stack(planes), np.array(numbers, dtype=np.int64), run.spacing, run.folder)
+
+
+def open_release(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    annotations: str | os.PathLike[str] | None = None,
+    catalog: Catalog | None = None,
+) -> Release:
+    """Open a release folder (``deeplesion.open``); see :class:`Release`.
+
+    Raises
+    ------
+    DataRootError
+        No root given and ``DEEPLESION_ROOT`` unset, or the folder does not exist.
+    """
+    return Release(root, annotations=annotations, catalog=catalog)
