@@ -136,6 +136,9 @@ def build_stack(
     read: Callable[[int], npt.NDArray[np.int16]],
     *,
     crop_box: tuple[int, int, int, int] | None = None,
+    preloaded: dict[int, npt.NDArray[np.int16]] | None = None,
+    gain: float = 1.0,
+    offset: float = 0.0,
 ) -> ContextStack:
     """Blend the slices of ``plan`` around ``key``; every needed PNG is decoded once.
 
@@ -151,14 +154,20 @@ def build_stack(
         Slice number -> (H, W) int16 HU.
     crop_box
         ``(x0, y0, x1, y1)``: blend only this region (cheaper when the caller crops anyway).
+    preloaded
+        Slices already decoded by the caller (full size), by slice number.
+    gain, offset
+        Return ``gain * HU + offset`` instead of HU, fused into the blend (one pass; a window without its
+        clipping). Blending is linear, so this equals applying them after the blend.
     """
     import cv2
 
     decoded: dict[int, npt.NDArray[np.int16]] = {}
+    given = preloaded or {}
 
     def get(number: int) -> npt.NDArray[np.int16]:
         if number not in decoded:
-            image = read(number)
+            image = given[number] if number in given else read(number)
             if crop_box is not None:
                 x0, y0, x1, y1 = crop_box
                 image = image[y0:y1, x0:x1]
@@ -173,8 +182,11 @@ def build_stack(
     out = np.empty((len(plan), *first.shape), dtype=np.float32)
     for channel, terms in enumerate(sources):
         if len(terms) == 1:
-            out[channel] = get(terms[0][0])
+            image = get(terms[0][0])
+            cv2.addWeighted(image, gain, image, 0.0, offset, dst=out[channel], dtype=cv2.CV_32F)
         else:
             (n1, w1), (n2, w2) = terms
-            out[channel] = cv2.addWeighted(get(n1), w1, get(n2), w2, 0.0, dtype=cv2.CV_32F)
+            cv2.addWeighted(
+                get(n1), w1 * gain, get(n2), w2 * gain, offset, dst=out[channel], dtype=cv2.CV_32F
+            )
     return ContextStack(out, sources)

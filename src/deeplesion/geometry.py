@@ -149,13 +149,16 @@ def resize(
     if scale == 1.0:
         return image, Transform()
     planar = image.ndim == 3 and not channels_last
-    src = np.moveaxis(image, 0, -1) if planar else image
-    height, width = src.shape[:2]
+    height, width = image.shape[-2:] if planar else image.shape[:2]
     new_w, new_h = round(width * scale), round(height * scale)
-    out = cv2.resize(np.ascontiguousarray(src), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    if out.ndim == 2 and src.ndim == 3:  # OpenCV drops a single channel axis
-        out = out[..., None]
     if planar:
-        out = np.moveaxis(out, -1, 0)
+        # plane by plane into one (C, H', W') array: no transposed copies
+        out = np.empty((image.shape[0], new_h, new_w), dtype=image.dtype)
+        for channel in range(image.shape[0]):
+            cv2.resize(image[channel], (new_w, new_h), dst=out[channel], interpolation=cv2.INTER_LINEAR)
+    else:
+        out = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        if out.ndim == 2 and image.ndim == 3:  # OpenCV drops a single channel axis
+            out = out[..., None]
     sx, sy = new_w / width, new_h / height
     return out, Transform(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5)

@@ -30,7 +30,7 @@ from deeplesion.context import ContextStack, Mode, build_stack, plan_context
 from deeplesion.errors import ImageError, UsageError
 from deeplesion.geometry import Transform, body_crop_box, crop, resize, spacing_scale
 from deeplesion.slices import read_slice_hu
-from deeplesion.windowing import apply_window
+from deeplesion.windowing import resolve_window
 
 IMAGES_DIR = "Images_png"
 
@@ -249,6 +249,9 @@ class Release:
         interval_mm: float = 2.0,
         mode: Mode = "correct",
         crop_box: tuple[int, int, int, int] | None = None,
+        preloaded: dict[int, npt.NDArray[np.int16]] | None = None,
+        gain: float = 1.0,
+        offset: float = 0.0,
     ) -> ContextStack:
         """A 2.5D stack of ``slices`` channels ``interval_mm`` apart, centred on a lesion's key slice.
 
@@ -265,6 +268,8 @@ class Release:
             see :mod:`deeplesion.context`.
         crop_box
             ``(x0, y0, x1, y1)`` to return only that region.
+        preloaded, gain, offset
+            See :func:`deeplesion.context.build_stack`.
 
         Returns
         -------
@@ -285,6 +290,7 @@ class Release:
         return build_stack(
             lesion.key_slice, plan, available,
             lambda n: self.read_slice(lesion.folder, n, image_size=size), crop_box=crop_box,
+            preloaded=preloaded, gain=gain, offset=offset,
         )  # fmt: skip
 
     def sample(
@@ -315,9 +321,14 @@ class Release:
         lesion = self.lesion(which)
         key = self.key_slice(lesion)
         box = body_crop_box(key) if crop_body else (0, 0, key.shape[1], key.shape[0])
-        stack = self.context(lesion, slices=slices, interval_mm=interval_mm, mode=mode, crop_box=box)
+        # the window's linear part is fused into the blend, its clipping follows: one pass less
+        low, high = resolve_window(window)
+        top = 1.0 if scale == "unit" else 255.0
+        gain = top / (high - low)
+        stack = self.context(lesion, slices=slices, interval_mm=interval_mm, mode=mode, crop_box=box,
+                             preloaded={lesion.key_slice: key}, gain=gain, offset=-low * gain)  # fmt: skip
+        image = np.clip(stack.hu, 0.0, top, out=stack.hu)
         _, transform = crop(key, box)
-        image = apply_window(stack.hu, window, scale=scale, out=stack.hu)
         if target_mm is not None:
             factor = spacing_scale(lesion.spacing[0], image.shape[1:], target_mm=target_mm, max_size=max_size)
             image, resized = resize(image, factor)
