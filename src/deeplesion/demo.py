@@ -128,6 +128,49 @@ def _images_stage(ctx: DemoContext) -> None:
     )
 
 
+@stage("evaluate", "The official FROC of simulated detections on the synthetic release (both protocols)")
+def _evaluate_stage(ctx: DemoContext) -> None:
+    import numpy as np
+
+    from deeplesion.catalog import load_catalog
+    from deeplesion.evaluate import evaluate
+    from deeplesion.evaluate.plot import save_froc_plot
+    from deeplesion.evaluate.predictions import Predictions
+
+    catalog = load_catalog(ctx.state["release"] / "DL_info.csv")
+    rng = np.random.default_rng(0)
+    # a stand-in detector (the real one is a later capability): most lesions found with a jittered box,
+    # plus random boxes; scores are higher for the hits
+    names, boxes, scores = [], [], []
+    for lesion in catalog:
+        if rng.random() < 0.85:
+            names.append(lesion.file_name)
+            boxes.append(lesion.box + rng.normal(0, 1.5, 4))
+            scores.append(rng.uniform(0.3, 1.0))
+    for name in sorted(set(catalog.file_name.tolist())):
+        for _ in range(int(rng.integers(1, 8))):
+            x, y = rng.uniform(50, 400, 2)
+            names.append(name)
+            boxes.append(np.array([x, y, x + rng.uniform(8, 40), y + rng.uniform(8, 40)]))
+            scores.append(rng.uniform(0.0, 0.7))
+    predictions = Predictions(np.array(names, dtype=object), np.array(boxes), np.array(scores),
+                              np.arange(len(names)) + 2, "simulated")  # fmt: skip
+    for split in ("train", "test"):
+        on_split = np.isin(predictions.file_name, catalog.filter(split=split).file_name)
+        for protocol in ("mulan", "3dce"):
+            result = evaluate(catalog, predictions.take(on_split), split=split, protocol=protocol).result
+            values = "  ".join(f"{k}: {v:.3f}" for k, v in result["sensitivity"].items())
+            counts = f"{result['images']:>3} images, {result['lesions']:>3} lesions"
+            ctx.say(f"{split:<5} {protocol:<5} {counts}  sensitivity at FPs/image  {values}")
+    plot = ctx.workdir / "froc-synthetic.png"
+    on_train = np.isin(predictions.file_name, catalog.filter(split="train").file_name)
+    curves = evaluate(catalog, predictions.take(on_train), split="train").curves
+    save_froc_plot(
+        plot, curves, (0.5, 1.0, 2.0, 4.0, 8.0, 16.0), "mulan", title="FROC, synthetic train split"
+    )
+    ctx.say(f"FROC plot: {plot}")
+
+
 def run_demo(
     out: Path | None = None, *, only: list[str] | None = None, say: Callable[[str], None] = print
 ) -> None:

@@ -24,6 +24,10 @@ class ImageError(DeepLesionError, ValueError):
     """A slice image is missing, unreadable or not what the annotations say."""
 
 
+class PredictionError(DeepLesionError, ValueError):
+    """A predictions file (or a row of it) cannot be used for evaluation."""
+
+
 class UsageError(DeepLesionError, ValueError):
     """Arguments that contradict each other or name something that does not exist."""
 

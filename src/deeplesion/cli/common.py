@@ -53,11 +53,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from deeplesion.errors import AnnotationError, DeepLesionError, ImageError
+        from deeplesion.errors import AnnotationError, DeepLesionError, ImageError, PredictionError
 
         try:
             return func(*args, **kwargs)
-        except (AnnotationError, ImageError) as exc:
+        except (AnnotationError, ImageError, PredictionError) as exc:
             raise fail(str(exc), EXIT_DATA_ERRORS) from None
         except DeepLesionError as exc:
             raise fail(str(exc), EXIT_USAGE) from None
