@@ -150,31 +150,70 @@ def _table(catalog: Catalog) -> str:
 
 @handle_errors
 def validate(
-    annotations: AnnotationsOption = None, root: RootOption = None, json: JsonOption = False
+    annotations: AnnotationsOption = None,
+    root: RootOption = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full/--quick", help="Decode every slice (slow) or read PNG headers only (default)."),
+    ] = False,
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes for the image inventory.")] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (tcp://host:8786) to run the inventory on.")
+    ] = None,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Findings printed per code without --json.")] = 20,
+    json: JsonOption = False,
 ) -> None:
-    """Check each row's internal consistency and the rows against each other; exit 1 if errors."""
-    from deeplesion.checks import check_catalog
-    from deeplesion.findings import count_by_severity, has_errors
+    """Check the annotations (each row and across rows) and, with a data root, the images on disk against
+    them (missing and broken slices, runs, sizes). Exit 1 if there are errors."""
+    from collections import Counter
 
-    catalog = _load(annotations, root, strictness="ignore")
+    from deeplesion.catalog import resolve_root
+    from deeplesion.checks import check_catalog
+    from deeplesion.cli.progress import progress_bar
+    from deeplesion.findings import CODES, count_by_severity, has_errors
+    from deeplesion.inventory import run_inventory
+
+    inventory_root = resolve_root(root) if (root is not None or not annotations) else None
+    catalog = _load(annotations, inventory_root, strictness="ignore")
     findings = check_catalog(catalog)
+    stats: dict[str, int] = {}
+    if inventory_root is not None:
+        with progress_bar("checking series folders", progress) as update:
+            inventory = run_inventory(inventory_root, catalog, full=full, jobs=jobs, scheduler=scheduler,
+                                      progress=update)  # fmt: skip
+        findings += inventory.findings
+        stats = {"folders": inventory.folders, "slices": inventory.slices, "bytes": inventory.bytes,
+                 "decoded": inventory.decoded}  # fmt: skip
     counts = count_by_severity(findings)
+    by_code = Counter(f.code for f in findings)
     if json:
-        print_json(
-            {
-                "source": catalog.source,
-                "rows_checked": len(catalog),
-                "counts": counts,
-                "findings": [f.to_dict() for f in findings],
-            }
-        )
+        print_json({"source": catalog.source, "root": None if inventory_root is None else str(inventory_root),
+                    "mode": "full" if full else "quick", "rows_checked": len(catalog), **stats,
+                    "counts": counts, "by_code": dict(sorted(by_code.items())),
+                    "findings": [f.to_dict() for f in findings]})  # fmt: skip
     else:
+        shown: Counter[str] = Counter()
         for f in findings:
-            print(f"{f.where()}: {f.severity}: [{f.code}] {f.message}")
-        print(
-            f"{len(catalog)} rows checked: {counts['error']} errors, {counts['warning']} warnings, "
-            f"{counts['note']} notes"
-        )
+            shown[f.code] += 1
+            if shown[f.code] <= limit:
+                print(f"{f.where()}: {f.severity}: [{f.code}] {f.message}")
+        hidden = {code: n - limit for code, n in by_code.items() if n > limit}
+        if hidden:
+            print("(not shown: " + ", ".join(f"{n} more {code}" for code, n in sorted(hidden.items()))
+                  + "; use --limit or --json)")  # fmt: skip
+        print(f"\n{'code':<28}{'severity':<10}{'count':>7}")
+        for code, n in sorted(by_code.items(), key=lambda kv: (list(CODES).index(kv[0]), kv[0])):
+            print(f"{code:<28}{CODES[code][0]!s:<10}{n:>7}")
+        checked = f"{len(catalog)} rows"
+        if stats:
+            checked += (
+                f", {stats['folders']} folders, {stats['slices']} slices ({'decoded' if full else 'headers'})"
+            )
+        totals = f"{counts['error']} errors, {counts['warning']} warnings, {counts['note']} notes"
+        print(f"{checked} checked: {totals}")
     if has_errors(findings):
         raise typer.Exit(EXIT_DATA_ERRORS)
 

@@ -505,7 +505,7 @@ def _plant_quirks(
     for i, lesion in enumerate(records):
         if lesion.key_slice >= 1000:
             entry("slice-number-1000", "slice-number-wide", file=csv, line=i + 2, file_name=lesion.file_name,
-                  path=lesion.key_slice_path)  # fmt: skip
+                  path=f"Images_png/{lesion.folder}")  # fmt: skip
         if lesion.box[2] > lesion.image_size[0] - 1 or lesion.box[0] < 0:
             entry("box-past-edge", "box-outside-image", file=csv, line=i + 2, file_name=lesion.file_name)
     ordinary = [i for i, x in enumerate(records) if x.image_size[0] == 512 and x.key_slice < 1000]

@@ -1,0 +1,398 @@
+"""The inventory: what is on disk under ``Images_png/`` against what ``DL_info.csv`` says should be there.
+
+The work is a pure function of one series folder (:func:`inspect_folder`), mapped over folders by a local
+process pool or a Dask cluster. It reports :class:`~deeplesion.findings.Finding` objects with the shared
+codes (``docs/findings.md``):
+
+- ``key-slice-missing`` / ``slice-missing``: a key slice, or context slices inside a ``Slice_range``, are
+  not on disk (consecutive missing slices make one finding; its value is the range);
+- ``run-differs``: the slices on disk around a run extend beyond or stop short of its ``Slice_range``
+  (the run keeps its on-disk extent);
+- ``png-unreadable``, ``png-bit-depth``, ``image-size-mismatch``: from the PNG header and trailer
+  (``quick``, reads 33 + 12 bytes per file), or from decoding every slice (``full``);
+- ``slice-numbers-invalid``: names that are not ``<digits>.png``, or two names for one number;
+- ``series-mixed-intervals``, ``slice-number-wide``, ``folder-unannotated``: notes;
+- ``not-requested``: absent, but a partial download did not ask for it
+  (``ROOT/.deeplesion/requested.json``: ``{"folders": [...] or null, "key_slices_only": bool}``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deeplesion.catalog import Catalog, slice_path
+from deeplesion.findings import Finding, make_finding
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".deeplesion"
+REQUESTED_FILE = "requested.json"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+@dataclass(frozen=True)
+class RunExpectation:
+    """One annotated run of a folder: slice numbers ``first``-``last``, interval, size, key slices."""
+
+    first: int
+    last: int
+    interval_mm: float
+    image_size: tuple[int, int]
+    keys: tuple[tuple[int, str, int], ...]  # (key slice number, file_name, CSV line)
+
+
+@dataclass(frozen=True)
+class FolderExpectation:
+    """What the annotations say about one series folder (small and picklable)."""
+
+    folder: str
+    runs: tuple[RunExpectation, ...]
+    requested: bool = True
+    key_slices_only: bool = False
+
+
+@dataclass
+class FolderReport:
+    """Findings and counts of one folder."""
+
+    folder: str
+    findings: list[Finding] = field(default_factory=list)
+    slices: int = 0
+    bytes: int = 0
+    decoded: int = 0
+
+
+@dataclass(frozen=True)
+class Requested:
+    """A partial download's request (absent file: everything was requested)."""
+
+    folders: frozenset[str] | None = None
+    key_slices_only: bool = False
+
+    @classmethod
+    def load(cls, root: Path) -> Requested:
+        """Read ``ROOT/.deeplesion/requested.json`` if it exists."""
+        path = root / STATE_DIR / REQUESTED_FILE
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text(encoding="utf-8"))
+        folders = data.get("folders")
+        return cls(None if folders is None else frozenset(folders), bool(data.get("key_slices_only", False)))
+
+
+def expectations(catalog: Catalog, requested: Requested = Requested()) -> dict[str, FolderExpectation]:
+    """Per folder, its annotated runs (from ``Slice_range``, interval and size of their rows)."""
+    runs: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
+    names = catalog.file_name.tolist()
+    for i, name in enumerate(names):
+        folder = name.rsplit("_", 1)[0]
+        first, last = (int(v) for v in catalog.slice_range[i])
+        run = runs.setdefault(folder, {}).setdefault(
+            (first, last),
+            {"interval": float(catalog.spacing[i, 2]), "size": tuple(int(v) for v in catalog.image_size[i]),
+             "keys": []},
+        )  # fmt: skip
+        run["keys"].append((int(catalog.key_slice[i]), name, int(catalog.row[i]) + 2))
+    out = {}
+    for folder, by_range in runs.items():
+        out[folder] = FolderExpectation(
+            folder,
+            tuple(
+                RunExpectation(first, last, r["interval"], r["size"], tuple(r["keys"]))
+                for (first, last), r in sorted(by_range.items())
+            ),
+            requested=requested.folders is None or folder in requested.folders,
+            key_slices_only=requested.key_slices_only,
+        )
+    return out
+
+
+def png_header(path: str) -> tuple[str, tuple[int, int, int, int] | None, int]:
+    """Cheap PNG check: ``(problem, (width, height, bit_depth, colour_type), size_bytes)``.
+
+    ``problem`` is ``""`` when the signature, the IHDR chunk and the IEND trailer are all in place.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            head = handle.read(33)
+            if size >= 45:
+                handle.seek(size - 12)
+                tail = handle.read(12)
+            else:
+                tail = b""
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})", None, 0
+    if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or len(head) < 33:
+        return "not a PNG file (bad signature or header)", None, size
+    info = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24], head[25])
+    if tail != PNG_TRAILER:
+        return "truncated (no IEND trailer): an interrupted download or copy", info, size
+    return "", info, size
+
+
+def _gaps(numbers: list[int]) -> list[tuple[int, int]]:
+    """Consecutive ranges in a sorted list of ints."""
+    out: list[tuple[int, int]] = []
+    for n in numbers:
+        if out and n == out[-1][1] + 1:
+            out[-1] = (out[-1][0], n)
+        else:
+            out.append((n, n))
+    return out
+
+
+def inspect_folder(
+    root: str, expectation: FolderExpectation | None, folder: str, full: bool = False
+) -> FolderReport:
+    """Check one series folder against its annotated runs (a pure function of the folder's files).
+
+    Parameters
+    ----------
+    root
+        Release root (holding ``Images_png/``).
+    expectation
+        The folder's annotated runs, or None for a folder with no annotation.
+    folder
+        ``PPPPPP_SS_RR``.
+    full
+        Decode every slice (about 5 ms each) instead of reading PNG headers only.
+    """
+    report = FolderReport(folder)
+    add = report.findings.append
+    directory = os.path.join(root, "Images_png", folder)
+    where = f"Images_png/{folder}"
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        names = []
+        present_folder = False
+    else:
+        present_folder = True
+    if expectation is None:
+        add(make_finding("folder-unannotated", f"{where}: {len(names)} file(s), no row in the annotations",
+                         file=where))  # fmt: skip
+    numbers: dict[int, str] = {}
+    for name in names:
+        stem, _, ext = name.partition(".")
+        if ext != "png" or not stem.isdigit():
+            add(make_finding("slice-numbers-invalid", f"{where}/{name}: not a <number>.png slice name",
+                             file=f"{where}/{name}", value=name))  # fmt: skip
+            continue
+        number = int(stem)
+        if number in numbers:
+            add(make_finding("slice-numbers-invalid", f"{where}: {numbers[number]} and {name} are both slice "
+                             f"{number}", file=f"{where}/{name}", value=name))  # fmt: skip
+            continue
+        numbers[number] = name
+    on_disk = sorted(numbers)
+    if on_disk and on_disk[-1] >= 1000:
+        add(make_finding("slice-number-wide", f"{where}: slice numbers reach {on_disk[-1]} (4-digit names)",
+                         file=where, value=str(on_disk[-1])))  # fmt: skip
+    runs = expectation.runs if expectation is not None else ()
+    if len({r.interval_mm for r in runs}) > 1:
+        shown = ", ".join(f"{r.first}-{r.last}: {r.interval_mm:g} mm" for r in runs)
+        add(make_finding("series-mixed-intervals", f"{where}: runs with different slice intervals ({shown})",
+                         file=where))  # fmt: skip
+    if expectation is not None:
+        _check_runs(report, expectation, set(on_disk), where, present_folder)
+    size_of: dict[int, tuple[int, int]] = {}
+    for run in runs:
+        for n in range(run.first, run.last + 1):
+            size_of[n] = run.image_size
+    default_size = runs[0].image_size if runs else None
+    for number in on_disk:
+        path = os.path.join(directory, numbers[number])
+        rel = f"{where}/{numbers[number]}"
+        expected = size_of.get(number, default_size)
+        report.slices += 1
+        problem, info, nbytes = png_header(path)
+        report.bytes += nbytes
+        if problem or info is None:
+            add(make_finding("png-unreadable", f"{rel}: {problem}", file=rel))
+            continue
+        width, height, depth, colour = info
+        if depth != 16 or colour != 0:
+            kinds = {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
+            kind = f"{depth}-bit {kinds.get(colour, colour)}"
+            message = f"{rel}: {kind}; DeepLesion slices are 16-bit grey"
+            add(make_finding("png-bit-depth", message, file=rel, value=f"{depth}-bit"))
+            continue
+        if expected is not None and (width, height) != expected:
+            message = f"{rel}: {width}x{height} px, Image_size says {expected[0]}x{expected[1]}"
+            add(make_finding("image-size-mismatch", message, file=rel, value=f"{width}x{height}"))
+            continue
+        if full:
+            report.decoded += 1
+            _decode_check(rel, path, add)
+    return report
+
+
+def _decode_check(rel: str, path: str, add: Callable[[Finding], None]) -> None:
+    import cv2
+
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        add(make_finding("png-unreadable", f"{rel}: the PNG data does not decode", file=rel))
+    elif image.ndim != 2 or image.dtype.itemsize != 2:
+        add(
+            make_finding(
+                "png-bit-depth", f"{rel}: decodes to {image.dtype} with shape {image.shape}", file=rel
+            )
+        )
+
+
+def _check_runs(report: FolderReport, expectation: FolderExpectation, on_disk: set[int], where: str,
+                present_folder: bool) -> None:  # fmt: skip
+    add = report.findings.append
+    if not expectation.requested and not on_disk:
+        add(make_finding("not-requested", f"{where}: not on disk and not requested by the partial download",
+                         file=where))  # fmt: skip
+        return
+    claimed = {n for r in expectation.runs for n in range(r.first, r.last + 1)}
+    for run in expectation.runs:
+        for key, file_name, line in run.keys:
+            if key not in on_disk:
+                path = slice_path(expectation.folder, key)
+                message = f"{path}: key slice of {file_name} (DL_info line {line}) is not on disk"
+                add(make_finding("key-slice-missing", message, file=path, value=file_name))
+        if not present_folder:
+            continue
+        missing = [n for n in range(run.first, run.last + 1) if n not in on_disk and n not in
+                   {k for k, _, _ in run.keys}]  # fmt: skip
+        for start, end in _gaps(missing):
+            path = slice_path(expectation.folder, start)
+            span = f"{start:03d}" if start == end else f"{start:03d}-{end:03d}"
+            count = end - start + 1
+            if expectation.key_slices_only:
+                message = f"{where}: context slice(s) {span} of run {run.first}-{run.last} not downloaded"
+                add(make_finding("not-requested", message + " (key slices only)", file=path, value=span))
+            else:
+                add(make_finding("slice-missing", f"{where}: {count} context slice(s) {span} of run "
+                                 f"{run.first}-{run.last} missing", file=path, value=span))  # fmt: skip
+        # the run's extent on disk: its slices plus any neighbours that no other run claims
+        others = claimed - set(range(run.first, run.last + 1))
+        block = {n for n in on_disk if run.first <= n <= run.last}
+        low = min(block) if block else None
+        while low is not None and low - 1 in on_disk and low - 1 not in others:
+            low -= 1
+        high = max(block) if block else None
+        while high is not None and high + 1 in on_disk and high + 1 not in others:
+            high += 1
+        if low is not None and high is not None and (low, high) != (run.first, run.last):
+            if expectation.key_slices_only and low >= run.first and high <= run.last:
+                continue
+            add(make_finding("run-differs", f"{where}: slices {low}-{high} on disk, Slice_range says "
+                             f"{run.first}-{run.last}", file=where, value=f"{low}-{high}"))  # fmt: skip
+
+
+@dataclass
+class InventoryReport:
+    """The result of :func:`run_inventory`."""
+
+    findings: list[Finding]
+    folders: int
+    slices: int
+    bytes: int
+    decoded: int
+
+
+def _map_local(
+    root: str, jobs: list[tuple[FolderExpectation | None, str]], full: bool, workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> Iterable[FolderReport]:  # fmt: skip
+    if workers <= 1:
+        for done, (expectation, folder) in enumerate(jobs, 1):
+            yield inspect_folder(root, expectation, folder, full)
+            if progress:
+                progress(done, len(jobs))
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    from deeplesion.release import configure_worker
+
+    with ProcessPoolExecutor(max_workers=workers, initializer=configure_worker) as pool:
+        futures = [pool.submit(inspect_folder, root, e, f, full) for e, f in jobs]
+        for done, future in enumerate(futures, 1):
+            yield future.result()
+            if progress:
+                progress(done, len(jobs))
+
+
+def _map_dask(
+    root: str, jobs: list[tuple[FolderExpectation | None, str]], full: bool, address: str,
+    progress: Callable[[int, int], None] | None,
+) -> Iterable[FolderReport]:  # fmt: skip
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        from deeplesion.errors import UsageError
+
+        raise UsageError("--scheduler needs Dask: pip install 'deeplesion[dask]'") from None
+    with Client(address) as client:  # type: ignore[no-untyped-call]
+        futures = [client.submit(inspect_folder, root, e, f, full, pure=False) for e, f in jobs]
+        for done, future in enumerate(as_completed(futures), 1):  # type: ignore[no-untyped-call]
+            yield future.result()
+            if progress:
+                progress(done, len(jobs))
+
+
+def run_inventory(
+    root: str | os.PathLike[str],
+    catalog: Catalog,
+    *,
+    full: bool = False,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> InventoryReport:
+    """Compare ``ROOT/Images_png`` with ``catalog``; annotation findings are not included (see
+    :func:`deeplesion.checks.check_catalog`).
+
+    Parameters
+    ----------
+    root
+        The release folder.
+    catalog
+        Its annotations.
+    full
+        Decode every slice instead of reading PNG headers and trailers.
+    jobs
+        Local worker processes.
+    scheduler
+        Address of a Dask scheduler (``tcp://host:8786``) to map the folders on instead.
+    progress
+        ``progress(done, total)`` after each folder.
+
+    Returns
+    -------
+    InventoryReport
+        Findings sorted by file, and counts.
+    """
+    root_path = Path(root)
+    requested = Requested.load(root_path)
+    expected = expectations(catalog, requested)
+    images = root_path / "Images_png"
+    on_disk = sorted(e.name for e in os.scandir(images) if e.is_dir()) if images.is_dir() else []
+    folders = sorted(set(on_disk) | set(expected))
+    work = [(expected.get(f), f) for f in folders]
+    if scheduler:
+        reports = _map_dask(str(root_path), work, full, scheduler, progress)
+    else:
+        reports = _map_local(str(root_path), work, full, jobs, progress)
+    findings: list[Finding] = []
+    slices = nbytes = decoded = 0
+    for report in reports:
+        findings.extend(report.findings)
+        slices += report.slices
+        nbytes += report.bytes
+        decoded += report.decoded
+    findings.sort(key=lambda f: (f.file or "", f.code))
+    return InventoryReport(findings, len(folders), slices, nbytes, decoded)
