@@ -69,6 +69,13 @@ CODES: dict[str, tuple[Severity, str]] = {
     "slice-number-wide": (Severity.NOTE, "slice numbers of 1000 or more (4-digit names; %03d, not 3 digits)"),
     "folder-unannotated": (Severity.NOTE, "a series folder with no row in DL_info.csv"),
     "not-requested": (Severity.NOTE, "absent on disk, but not requested by the partial download"),
+    # archives and extracted files against the file list (deeplesion verify)
+    "archive-missing": (Severity.ERROR, "an archive of the file list is neither on disk nor extracted"),
+    "archive-size-mismatch": (Severity.ERROR, "an archive's size differs from the file list"),
+    "archive-hash-mismatch": (Severity.ERROR, "an archive's MD5 or SHA-256 differs from the file list"),
+    "archive-unverified": (Severity.NOTE, "no hash is known for a file, so only its size was checked"),
+    "member-missing": (Severity.ERROR, "a file extracted from an archive is no longer on disk"),
+    "member-crc-mismatch": (Severity.ERROR, "an extracted file's CRC-32 differs from the archive's record"),
 }
 
 
