@@ -775,8 +775,10 @@ def verify_release(
         md5s = parse_checksums(listed.read_text(encoding="utf-8"))
         official = {f.name: f for f in official_files()}
         # an official archive keeps its size and SHA-256; anything else (a mirror's own files) has its MD5
-        files = [official[n] if n in official and official[n].md5 == md5 else RemoteFile(n, "", None, md5, None)
-                 for n, md5 in md5s.items()]  # fmt: skip
+        files = [
+            official[n] if n in official and official[n].md5 == md5 else RemoteFile(n, "", None, md5, None)
+            for n, md5 in md5s.items()
+        ]
     else:
         files = official_files()
     findings: list[Finding] = []
