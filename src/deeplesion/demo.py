@@ -105,6 +105,23 @@ def _synth_catalog_stage(ctx: DemoContext) -> None:
     )
 
 
+@stage("download", "Serve the synthetic release's zips on 127.0.0.1 and download them with the real code")
+def _download_stage(ctx: DemoContext) -> None:
+    from deeplesion.download import Summary, download, verify_release
+    from deeplesion.mirror import MirrorServer
+
+    target = ctx.workdir / "downloaded-release"
+    with MirrorServer(ctx.state["release"]) as server:
+        ctx.say(f"mirror at {server.url}; downloading into {target}")
+        summary = download(target, mirror=server.url, jobs=2)
+    assert isinstance(summary, Summary)
+    files = ", ".join(sorted(summary.downloaded))
+    ctx.say(f"downloaded {files}: {summary.transferred / 1e6:.0f} MB in {summary.seconds:.1f} s")
+    ctx.say(f"  verified by MD5 (the MD5 list itself by size); extracted {len(summary.extracted)} archives")
+    problems = verify_release(target)
+    ctx.say(f"verify: {len(problems)} problem(s) (archives against MD5_checksums.txt, files against CRC-32)")
+
+
 @stage("inventory", "Inventory of the synthetic release's images: every planted quirk is found")
 def _inventory_stage(ctx: DemoContext) -> None:
     import json

@@ -1,0 +1,293 @@
+"""Downloads against a local mirror on 127.0.0.1 with injected faults; extraction, locking, verification.
+
+No test touches any address other than loopback; every server stops when its test ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from deeplesion.catalog import load_catalog
+from deeplesion.download import (
+    ChecksumError,
+    DownloadError,
+    LockedError,
+    Policy,
+    Summary,
+    UnsafeArchiveError,
+    download,
+    parse_parts,
+    verify_release,
+)
+from deeplesion.errors import UsageError
+from deeplesion.inventory import run_inventory
+from deeplesion.mirror import MirrorHandler, MirrorServer, parse_range
+from deeplesion.synth import make_synthetic_release
+
+FAST = Policy(backoff=0.01, backoff_cap=0.05, timeout=10)
+
+
+class FaultyHandler(MirrorHandler):
+    """Serves the mirror, but each request for a file first consumes the next fault planned for it."""
+
+    faults: ClassVar[dict[str, list[str]]] = defaultdict(list)
+    log: ClassVar[list[tuple[str, str | None]]] = []
+    slow = 0.0
+
+    def respond(self, *, send_body: bool) -> None:
+        name = self.path.rsplit("/", 1)[-1]
+        if self.command != "GET":  # size probes (HEAD) are served normally
+            super().respond(send_body=send_body)
+            return
+        type(self).log.append((name, self.headers.get("Range")))
+        fault = self.faults[name].pop(0) if self.faults.get(name) else None
+        if fault in ("500", "404"):
+            self.send_error(int(fault))
+        elif fault == "429":
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif fault == "redirect":
+            self.send_response(302)
+            self.send_header("Location", f"/{name}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif fault == "html":
+            body = b"<html><body>Please log in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.fault = fault
+            if fault == "norange":
+                del self.headers["Range"]
+            super().respond(send_body=send_body)
+
+    def send_bytes(self, path: Path, start: int, end: int) -> None:
+        fault = getattr(self, "fault", None)
+        data = path.read_bytes()[start : end + 1]
+        if fault == "drop":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if fault == "corrupt":
+            data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
+        for i in range(0, len(data), 1 << 16):
+            if self.slow:
+                time.sleep(self.slow)
+            self.wfile.write(data[i : i + (1 << 16)])
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mirror") / "release"
+    make_synthetic_release(root, patients=2, seed=4, zips=True)
+    return root
+
+
+@pytest.fixture
+def mirror(release: Path) -> Iterator[MirrorServer]:
+    FaultyHandler.faults = defaultdict(list)
+    FaultyHandler.log = []
+    FaultyHandler.slow = 0.0
+    with MirrorServer(release, handler=FaultyHandler) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        yield server
+
+
+def get(root: Path, server: MirrorServer, **kwargs: object) -> Summary:
+    result = download(root, mirror=server.url, policy=FAST, jobs=2, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(result, Summary)
+    return result
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted((root / "Images_png").rglob("*.png"))}  # fmt: skip
+
+
+def test_clean_download_extracts_and_verifies(tmp_path: Path, mirror: MirrorServer, release: Path) -> None:
+    summary = get(tmp_path / "dl", mirror)
+    assert sorted(summary.downloaded) == [
+        "DL_info.csv",
+        "Images_png_01.zip",
+        "Images_png_02.zip",
+        "MD5_checksums.txt",
+    ]
+    assert sorted(summary.extracted) == ["Images_png_01.zip", "Images_png_02.zip"]
+    assert tree(tmp_path / "dl") == tree(release)
+    assert not list((tmp_path / "dl").glob("*.zip")) and not list((tmp_path / "dl").rglob("*.part"))
+    assert verify_release(tmp_path / "dl") == []
+    again = get(tmp_path / "dl", mirror)  # a rerun skips everything
+    assert again.transferred == 0 and sorted(again.already_extracted) == [
+        "Images_png_01.zip",
+        "Images_png_02.zip",
+    ]
+    report = run_inventory(tmp_path / "dl", load_catalog(tmp_path / "dl" / "DL_info.csv"))
+    assert not [f for f in report.findings if f.severity == "error"]
+
+
+@pytest.mark.parametrize("fault", ["drop", "500", "429", "redirect", "norange-after-drop"])
+def test_transient_faults_end_in_a_verified_file(tmp_path: Path, mirror: MirrorServer, release: Path,
+                                                 fault: str) -> None:  # fmt: skip
+    faults = ["drop", "norange"] if fault == "norange-after-drop" else [fault]
+    FaultyHandler.faults["Images_png_01.zip"] = faults
+    summary = get(tmp_path / "dl", mirror, keep_zips=True)
+    zip_path = tmp_path / "dl" / "Images_png_01.zip"
+    assert zip_path.read_bytes() == (release / "Images_png_01.zip").read_bytes()
+    requests = [r for name, r in FaultyHandler.log if name == "Images_png_01.zip"]
+    assert len(requests) >= 2
+    if fault == "drop":
+        assert "Images_png_01.zip" in summary.resumed and requests[-1] and requests[-1].startswith("bytes=")
+        assert summary.transferred < 1.01 * sum((release / n).stat().st_size for n in
+                                                ("Images_png_01.zip", "Images_png_02.zip", "DL_info.csv",
+                                                 "MD5_checksums.txt"))  # fmt: skip
+
+
+def test_corruption_is_retried_once_then_reported(
+    tmp_path: Path, mirror: MirrorServer, release: Path
+) -> None:
+    FaultyHandler.faults["Images_png_02.zip"] = ["corrupt"]
+    get(tmp_path / "once", mirror)
+    assert tree(tmp_path / "once") == tree(release)
+    FaultyHandler.faults["Images_png_02.zip"] = ["corrupt", "corrupt"]
+    with pytest.raises(ChecksumError) as caught:
+        get(tmp_path / "twice", mirror)
+    message = str(caught.value)
+    expected = hashlib.md5((release / "Images_png_02.zip").read_bytes()).hexdigest()
+    assert "Images_png_02.zip" in message and f"expected {expected}" in message and "found" in message
+    assert not (tmp_path / "twice" / "Images_png_02.zip.part").exists()
+
+
+@pytest.mark.parametrize(("fault", "message"), [("404", "HTTP 404"), ("html", "HTML page")])
+def test_permanent_errors_are_clear(tmp_path: Path, mirror: MirrorServer, fault: str, message: str) -> None:
+    FaultyHandler.faults["Images_png_01.zip"] = [fault] * 3
+    with pytest.raises(DownloadError, match=message):
+        get(tmp_path / "dl", mirror)
+
+
+def test_interrupted_run_is_resumed_by_the_next(tmp_path: Path, mirror: MirrorServer, release: Path) -> None:
+    FaultyHandler.faults["Images_png_01.zip"] = ["drop"]
+    with pytest.raises(DownloadError, match="rerun to resume"):
+        download(tmp_path / "dl", mirror=mirror.url, policy=Policy(attempts=1, timeout=10), jobs=1)
+    part = tmp_path / "dl" / "Images_png_01.zip.part"
+    size = (release / "Images_png_01.zip").stat().st_size
+    assert 0 < part.stat().st_size < size
+    summary = get(tmp_path / "dl", mirror)
+    assert "Images_png_01.zip" in summary.resumed
+    assert tree(tmp_path / "dl") == tree(release)
+
+
+def test_concurrent_run_is_refused(tmp_path: Path, mirror: MirrorServer) -> None:
+    FaultyHandler.slow = 0.02
+    first = threading.Thread(target=lambda: get(tmp_path / "dl", mirror))
+    first.start()
+    lock = tmp_path / "dl" / ".deeplesion" / "download.lock"
+    for _ in range(200):
+        if lock.exists():
+            break
+        time.sleep(0.01)
+    with pytest.raises(LockedError, match="another download"):
+        get(tmp_path / "dl", mirror)
+    FaultyHandler.slow = 0.0
+    first.join()
+    assert not lock.exists()
+
+
+def test_archive_members_cannot_escape(tmp_path: Path) -> None:
+    source = tmp_path / "evil-mirror"
+    source.mkdir()
+    with zipfile.ZipFile(source / "Images_png_01.zip", "w") as archive:
+        archive.writestr("Images_png/000001_01_01/001.png", b"fine")
+        archive.writestr("Images_png/../../escaped.txt", b"evil")
+    (source / "DL_info.csv").write_text("File_name\n")
+    lines = [
+        f"{hashlib.md5((source / n).read_bytes()).hexdigest()}  {n}"
+        for n in ("Images_png_01.zip", "DL_info.csv")
+    ]
+    (source / "MD5_checksums.txt").write_text("\n".join(lines))
+    with MirrorServer(source) as server, pytest.raises(UnsafeArchiveError, match="outside"):
+        download(tmp_path / "dl", mirror=server.url, policy=FAST)
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "dl" / "Images_png").exists()
+
+
+def test_parts_make_a_partial_release(tmp_path: Path, mirror: MirrorServer) -> None:
+    summary = get(tmp_path / "dl", mirror, parts={2})
+    assert summary.extracted == ["Images_png_02.zip"]
+    requested = json.loads((tmp_path / "dl" / ".deeplesion" / "requested.json").read_text())
+    assert requested["parts"] == [2] and requested["folders"]
+    report = run_inventory(tmp_path / "dl", load_catalog(tmp_path / "dl" / "DL_info.csv"))
+    assert not [f for f in report.findings if f.severity == "error"]
+    assert {f.code for f in report.findings} == {"not-requested"}
+    assert parse_parts("1-3,7") == {1, 2, 3, 7}
+    with pytest.raises(UsageError):
+        parse_parts("3-1")
+
+
+def test_verify_finds_damage(tmp_path: Path, mirror: MirrorServer) -> None:
+    root = tmp_path / "dl"
+    get(root, mirror, keep_zips=True)
+    assert verify_release(root) == []
+    pngs = sorted((root / "Images_png").rglob("*.png"))
+    data = bytearray(pngs[0].read_bytes())
+    data[-20] ^= 0xFF
+    pngs[0].write_bytes(bytes(data))
+    pngs[1].unlink()
+    with (root / "Images_png_02.zip").open("r+b") as handle:
+        handle.seek(50)
+        handle.write(b"\x00\x01\x02")
+    codes = {(f.code, f.file) for f in verify_release(root)}
+    assert ("member-crc-mismatch", str(pngs[0].relative_to(root))) in codes
+    assert ("member-missing", str(pngs[1].relative_to(root))) in codes
+    assert ("archive-hash-mismatch", "Images_png_02.zip") in codes
+
+
+def test_disk_space_is_checked_up_front(
+    tmp_path: Path, mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(DownloadError, match="GB free"):
+        get(tmp_path / "dl", mirror)
+
+
+def test_cli_dry_run_and_usage_errors(tmp_path: Path, mirror: MirrorServer) -> None:
+    base = [sys.executable, "-m", "deeplesion.cli.main", "download", "--root", str(tmp_path / "dl")]
+    command = [*base, "--mirror", mirror.url, "--dry-run", "--json"]
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["bytes_to_transfer"] > 0 and plan["peak_disk_bytes"] >= plan["bytes_to_transfer"]
+    assert not (tmp_path / "dl").exists()  # a dry run changes nothing
+    command = [*base, "--mirror", mirror.url, "--checksum", "sha256"]
+    bad = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "sha256" in bad.stderr
+    parts = subprocess.run([*base, "--parts", "x"], capture_output=True, text=True, check=False)
+    assert parts.returncode == 2 and "--parts" in parts.stderr
+
+
+def test_range_parsing() -> None:
+    assert parse_range("bytes=10-", 100) == (10, 99)
+    assert parse_range("bytes=10-19", 100) == (10, 19)
+    assert parse_range("bytes=-5", 100) == (95, 99)
+    assert parse_range("bytes=100-", 100) == "invalid"
+    assert parse_range("bytes=1-2,4-5", 100) is None
+    assert parse_range(None, 100) is None
