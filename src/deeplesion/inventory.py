@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,46 +304,6 @@ class InventoryReport:
     decoded: int
 
 
-def _map_local(
-    root: str, jobs: list[tuple[FolderExpectation | None, str]], full: bool, workers: int,
-    progress: Callable[[int, int], None] | None,
-) -> Iterable[FolderReport]:  # fmt: skip
-    if workers <= 1:
-        for done, (expectation, folder) in enumerate(jobs, 1):
-            yield inspect_folder(root, expectation, folder, full)
-            if progress:
-                progress(done, len(jobs))
-        return
-    from concurrent.futures import ProcessPoolExecutor
-
-    from deeplesion.release import configure_worker
-
-    with ProcessPoolExecutor(max_workers=workers, initializer=configure_worker) as pool:
-        futures = [pool.submit(inspect_folder, root, e, f, full) for e, f in jobs]
-        for done, future in enumerate(futures, 1):
-            yield future.result()
-            if progress:
-                progress(done, len(jobs))
-
-
-def _map_dask(
-    root: str, jobs: list[tuple[FolderExpectation | None, str]], full: bool, address: str,
-    progress: Callable[[int, int], None] | None,
-) -> Iterable[FolderReport]:  # fmt: skip
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        from deeplesion.errors import UsageError
-
-        raise UsageError("--scheduler needs Dask: pip install 'deeplesion[dask]'") from None
-    with Client(address) as client:  # type: ignore[no-untyped-call]
-        futures = [client.submit(inspect_folder, root, e, f, full, pure=False) for e, f in jobs]
-        for done, future in enumerate(as_completed(futures), 1):  # type: ignore[no-untyped-call]
-            yield future.result()
-            if progress:
-                progress(done, len(jobs))
-
-
 def run_inventory(
     root: str | os.PathLike[str],
     catalog: Catalog,
@@ -382,11 +342,10 @@ def run_inventory(
     images = root_path / "Images_png"
     on_disk = sorted(e.name for e in os.scandir(images) if e.is_dir()) if images.is_dir() else []
     folders = sorted(set(on_disk) | set(expected))
-    work = [(expected.get(f), f) for f in folders]
-    if scheduler:
-        reports = _map_dask(str(root_path), work, full, scheduler, progress)
-    else:
-        reports = _map_local(str(root_path), work, full, jobs, progress)
+    from deeplesion.parallel import map_calls
+
+    calls = [(str(root_path), expected.get(f), f, full) for f in folders]
+    reports = map_calls(inspect_folder, calls, jobs=jobs, scheduler=scheduler, progress=progress)
     findings: list[Finding] = []
     slices = nbytes = decoded = 0
     for report in reports:
