@@ -204,6 +204,7 @@ class SeriesExport:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     slices: int = 0
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -245,7 +246,11 @@ def export_series(
             else:
                 result.conflicts.append(name)
             continue
-        volume = np.stack([read_slice_hu(directory / f"{n:03d}.png") for n in range(first, last + 1)])
+        try:
+            volume = np.stack([read_slice_hu(directory / f"{n:03d}.png") for n in range(first, last + 1)])
+        except ImageError as exc:  # one broken slice spoils its run only; the rest of the export goes on
+            result.failed.append(f"{name}: {exc}")
+            continue
         write_subvolume(target, volume, spacing, first, layout)
         result.written.append(name)
         result.slices += last - first + 1
@@ -263,6 +268,7 @@ class ExportSummary:
     written: int = 0
     skipped: int = 0
     conflicts: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     slices: int = 0
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -328,6 +334,7 @@ def export_nifti(
         summary.written += len(result.written)
         summary.skipped += len(result.skipped)
         summary.conflicts.extend(result.conflicts)
+        summary.failed.extend(result.failed)
         summary.slices += result.slices
         summary.bytes += result.bytes
         summary.warnings.extend(result.warnings)

@@ -48,10 +48,18 @@ def _root(
 
 
 def _register() -> None:
-    from deeplesion.cli import catalog_commands, data_commands, demo_command, evaluate_command, synth_command
+    from deeplesion.cli import (
+        catalog_commands,
+        data_commands,
+        demo_command,
+        evaluate_command,
+        export_commands,
+        synth_command,
+    )
 
     catalog_commands.register(app)
     data_commands.register(app)
+    export_commands.register(app)
     synth_command.register(app)
     evaluate_command.register(app)
     demo_command.register(app)
