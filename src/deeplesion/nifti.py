@@ -327,6 +327,8 @@ def export_nifti(
         folders = [f for f in folders if f in set(series)]
     target = Path(out) if out is not None else root_path / DEFAULT_DIRS[layout]
     target.mkdir(parents=True, exist_ok=True)
+    # largest folders first, so that a long series does not finish alone at the end (better balance)
+    folders.sort(key=lambda f: -sum(1 for _ in os.scandir(images / f)))
     calls = [(str(root_path), f, tuple(sorted(runs.get(f, {}).values(), key=lambda r: r.first)), str(target),
               layout, force) for f in folders]  # fmt: skip
     summary = ExportSummary(target, layout, series=len(folders))
