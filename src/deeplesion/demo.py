@@ -241,6 +241,22 @@ def _evaluate_stage(ctx: DemoContext) -> None:
     ctx.say(f"FROC plot: {plot}")
 
 
+@stage("report", "A self-contained HTML report of the synthetic release, and its body map")
+def _report_stage(ctx: DemoContext) -> None:
+    from deeplesion.catalog import load_catalog
+    from deeplesion.report import write_report
+    from deeplesion.viz import figure_png, plot_bodymap
+
+    root = ctx.state["release"]
+    catalog = load_catalog(root / "DL_info.csv")
+    report = write_report(ctx.workdir / "report.html", catalog, root=root)
+    (ctx.workdir / "bodymap.png").write_bytes(figure_png(plot_bodymap(catalog)))
+    ctx.say(
+        f"report: {report} ({report.stat().st_size / 1e6:.1f} MB, images inlined); body map: "
+        f"{ctx.workdir / 'bodymap.png'}"
+    )
+
+
 def run_demo(
     out: Path | None = None, *, only: list[str] | None = None, say: Callable[[str], None] = print
 ) -> None:

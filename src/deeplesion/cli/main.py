@@ -55,11 +55,13 @@ def _register() -> None:
         evaluate_command,
         export_commands,
         synth_command,
+        viz_commands,
     )
 
     catalog_commands.register(app)
     data_commands.register(app)
     export_commands.register(app)
+    viz_commands.register(app)
     synth_command.register(app)
     evaluate_command.register(app)
     demo_command.register(app)
