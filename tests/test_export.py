@@ -237,3 +237,13 @@ def test_cli_export(toy: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_lesion_frames(sample_csv: Path) -> None:
+    from deeplesion.nifti import lesion_frames
+
+    lesion = load_catalog(sample_csv)[0]  # 000089_01_01_037.png, Slice_range 31-43
+    frames = lesion_frames(lesion)
+    assert frames["subvolume"] == "000089_01_01_031-043.nii.gz"
+    assert frames["slice_number"] == 37 and frames["subvolume_index"] == 6
+    assert frames["box_csv"][0] == pytest.approx(frames["box"][0] + 1)

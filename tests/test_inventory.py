@@ -119,6 +119,7 @@ def test_folder_level_checks(tmp_path: Path) -> None:
     report = run_inventory(root, load_catalog(root / "DL_info.csv"))
     found = {(f.code, f.file) for f in report.findings}
     assert ("slice-numbers-invalid", "Images_png/000001_01_01/notes.txt") in found
+    assert ("slice-numbers-invalid", "Images_png/000001_01_01/7.png") in found  # not %03d: never found
     assert ("slice-numbers-invalid", "Images_png/000001_01_01/009.png") in found or (
         "slice-numbers-invalid", "Images_png/000001_01_01/0009.png") in found  # fmt: skip
     assert ("image-size-mismatch", "Images_png/000001_01_01/022.png") in found

@@ -28,6 +28,7 @@ from typing import Any
 
 from deeplesion.catalog import Catalog, slice_path
 from deeplesion.findings import Finding, make_finding
+from deeplesion.slices import slice_number_of
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +182,17 @@ def inspect_folder(
                          file=where))  # fmt: skip
     numbers: dict[int, str] = {}
     for name in names:
-        stem, _, ext = name.partition(".")
-        if ext != "png" or not stem.isdigit():
-            add(make_finding("slice-numbers-invalid", f"{where}/{name}: not a <number>.png slice name",
-                             file=f"{where}/{name}", value=name))  # fmt: skip
-            continue
-        number = int(stem)
-        if number in numbers:
-            add(make_finding("slice-numbers-invalid", f"{where}: {numbers[number]} and {name} are both slice "
-                             f"{number}", file=f"{where}/{name}", value=name))  # fmt: skip
+        number = slice_number_of(name)
+        if number is None:
+            stem = name.partition(".")[0]
+            if stem.isdigit() and name.endswith(".png"):
+                # 9.png or 0009.png: a %03d path never finds it, and sorted names stop being in slice order
+                message = (
+                    f"{where}/{name}: slice {int(stem)} is not named {int(stem):03d}.png as in the release"
+                )
+            else:
+                message = f"{where}/{name}: not a <number>.png slice name"
+            add(make_finding("slice-numbers-invalid", message, file=f"{where}/{name}", value=name))
             continue
         numbers[number] = name
     on_disk = sorted(numbers)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from deeplesion.catalog import Catalog, Split
+from deeplesion.catalog import CSV_PIXEL_ORIGIN, Catalog, Lesion, Split
 from deeplesion.errors import ImageError, UsageError
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,34 @@ def slice_to_index(slice_number: int, first: int) -> int:
 def index_to_slice(index: int, first: int) -> int:
     """0-based index inside a sub-volume -> slice number in the series."""
     return index + first
+
+
+def lesion_frames(lesion: Lesion, first: int | None = None) -> dict[str, Any]:
+    """Where a lesion's key slice and box are, in each convention in use.
+
+    Parameters
+    ----------
+    lesion
+        A catalog record.
+    first
+        First slice of the sub-volume holding it, when the run on disk starts elsewhere than its
+        ``Slice_range`` (default: the ``Slice_range`` start, as the official converter names the file).
+
+    Returns
+    -------
+    dict
+        ``subvolume`` (file name), ``slice_number`` (1-based in the series: the PNG name and the manual 1K
+        set's z), ``subvolume_index`` (0-based inside the file: LesionHarvester's z, and the Z index of
+        :func:`read_subvolume`), ``box`` (0-based project frame) and ``box_csv`` (the release's frame).
+    """
+    start = lesion.slice_range[0] if first is None else first
+    return {
+        "subvolume": subvolume_name(lesion.folder, start, lesion.slice_range[1]),
+        "slice_number": lesion.key_slice,
+        "subvolume_index": slice_to_index(lesion.key_slice, start),
+        "box": [float(v) for v in lesion.box],
+        "box_csv": [float(v) + CSV_PIXEL_ORIGIN for v in lesion.box],
+    }
 
 
 def affine(spacing: tuple[float, float, float], first: int, layout: Layout) -> npt.NDArray[np.float64]:
@@ -218,11 +246,11 @@ def export_series(
     A run takes the spacing of the annotated run it overlaps (runs of one series can differ); a run
     without rows takes the folder's first annotated spacing, with a warning.
     """
-    from deeplesion.slices import read_slice_hu
+    from deeplesion.slices import read_slice_hu, slice_number_of
 
     result = SeriesExport(folder)
     directory = Path(root) / "Images_png" / folder
-    numbers = {int(p.name[:-4]) for p in directory.glob("*.png") if p.name[:-4].isdigit()}
+    numbers = {n for n in (slice_number_of(p.name) for p in directory.iterdir()) if n is not None}
     intervals = {r.spacing[2] for r in runs}
     if layout == "world" and len(intervals) > 1:
         shown = ", ".join(f"{v:g}" for v in sorted(intervals))

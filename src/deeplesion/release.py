@@ -29,7 +29,7 @@ from deeplesion.catalog import (
 from deeplesion.context import ContextStack, Mode, build_stack, plan_context
 from deeplesion.errors import ImageError, UsageError
 from deeplesion.geometry import Transform, body_crop_box, crop, resize, spacing_scale
-from deeplesion.slices import read_slice_hu
+from deeplesion.slices import read_slice_hu, slice_number_of
 from deeplesion.windowing import resolve_window
 
 IMAGES_DIR = "Images_png"
@@ -195,12 +195,13 @@ class Release:
         return sorted(entry.name for entry in os.scandir(self.images_dir) if entry.is_dir())
 
     def slice_numbers(self, folder: str) -> frozenset[int]:
-        """Slice numbers on disk in ``folder`` (names ``<digits>.png``; others are ignored here)."""
+        """Slice numbers on disk in ``folder`` (names in the release's ``%03d.png`` form; others are ignored
+        here and reported by the inventory)."""
         numbers = self._listing.get(folder)
         if numbers is None:
             directory = self.images_dir / folder
             names = [e.name for e in os.scandir(directory)] if directory.is_dir() else []
-            numbers = frozenset(int(n[:-4]) for n in names if n.endswith(".png") and n[:-4].isdigit())
+            numbers = frozenset(n for n in map(slice_number_of, names) if n is not None)
             self._listing[folder] = numbers
         return numbers
 

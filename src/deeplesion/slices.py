@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,16 @@ HU_OFFSET = 32768
 
 PNG_COMPRESSION = 3
 """zlib level used when writing slices (OpenCV's default: a good size/speed balance)."""
+
+
+def slice_number_of(name: str) -> int | None:
+    """The slice number of a file name in the release's form (``%03d.png``: ``009.png``, ``1022.png``),
+    else None (``9.png``, ``0009.png`` and other names are not release slices: a ``%03d`` path would
+    never find them)."""
+    stem, _, ext = name.partition(".")
+    if ext != "png" or not stem.isdigit() or name != f"{int(stem):03d}.png":
+        return None
+    return int(stem)
 
 
 def png_to_hu(png: npt.NDArray[np.uint16]) -> npt.NDArray[np.int16]:
@@ -46,10 +56,21 @@ def decode_slice(data: bytes, *, label: str = "slice") -> npt.NDArray[np.int16]:
     return _check_decoded(image, label)
 
 
+@overload
 def read_slice_hu(
-    path: str | os.PathLike[str], *, expected_size: tuple[int, int] | None = None
-) -> npt.NDArray[np.int16]:
-    """Read one slice PNG as (H, W) int16 HU.
+    path: str | os.PathLike[str],
+    *,
+    expected_size: tuple[int, int] | None = None,
+    float32: Literal[False] = False,
+) -> npt.NDArray[np.int16]: ...
+@overload
+def read_slice_hu(
+    path: str | os.PathLike[str], *, expected_size: tuple[int, int] | None = None, float32: Literal[True]
+) -> npt.NDArray[np.float32]: ...
+def read_slice_hu(
+    path: str | os.PathLike[str], *, expected_size: tuple[int, int] | None = None, float32: bool = False
+) -> npt.NDArray[np.int16] | npt.NDArray[np.float32]:
+    """Read one slice PNG as (H, W) int16 HU (float32 HU with ``float32=True``).
 
     Parameters
     ----------
@@ -57,6 +78,8 @@ def read_slice_hu(
         The PNG file.
     expected_size
         (width, height) from ``Image_size``; a different size is an error.
+    float32
+        Return float32 (for computation) instead of int16 (exact, half the memory).
 
     Raises
     ------
@@ -75,7 +98,7 @@ def read_slice_hu(
             f"{path}: image is {hu.shape[1]}x{hu.shape[0]} px but Image_size says "
             f"{expected_size[0]}x{expected_size[1]}"
         )
-    return hu
+    return hu.astype(np.float32) if float32 else hu
 
 
 def _check_decoded(image: npt.NDArray[Any] | None, label: str) -> npt.NDArray[np.int16]:
