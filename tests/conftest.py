@@ -51,3 +51,34 @@ def png16_release():  # type: ignore[no-untyped-def]
         for png in (PNG16_DIR / "Images_png" / folder).iterdir()
     ]
     return deeplesion.open(PNG16_DIR, catalog=catalog.filter(file_names=names))
+
+
+SHARED_RELEASE_PATIENTS = 6
+SHARED_RELEASE_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def shared_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synthetic release (6 patients, zips and quirks) generated once per test run, shared by the
+    test modules and, under pytest-xdist, by the workers (a file lock makes the first one build it).
+    Tests must treat it as read-only."""
+    import fcntl
+    import os
+
+    from deeplesion.synth import make_synthetic_release
+
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    base = tmp_path_factory.getbasetemp().parent if run_id else tmp_path_factory.getbasetemp()
+    target = base / f"shared-release-{run_id or 'local'}"
+    with (base / f"{target.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "synth-manifest.json").exists():
+            make_synthetic_release(
+                target,
+                patients=SHARED_RELEASE_PATIENTS,
+                seed=SHARED_RELEASE_SEED,
+                zips=True,
+                quirks=True,
+                force=True,
+            )
+    return target

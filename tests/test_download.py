@@ -35,7 +35,6 @@ from deeplesion.download import (
 from deeplesion.errors import UsageError
 from deeplesion.inventory import run_inventory
 from deeplesion.mirror import MirrorHandler, MirrorServer, parse_range
-from deeplesion.synth import make_synthetic_release
 
 FAST = Policy(backoff=0.01, backoff_cap=0.05, timeout=10)
 
@@ -97,10 +96,8 @@ class FaultyHandler(MirrorHandler):
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("mirror") / "release"
-    make_synthetic_release(root, patients=2, seed=4, zips=True)
-    return root
+def release(shared_release: Path) -> Path:
+    return shared_release
 
 
 @pytest.fixture
@@ -120,8 +117,10 @@ def get(root: Path, server: MirrorServer, **kwargs: object) -> Summary:
 
 
 def tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted((root / "Images_png").rglob("*.png"))}  # fmt: skip
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted((root / "Images_png").rglob("*.png"))
+    }
 
 
 def test_clean_download_extracts_and_verifies(tmp_path: Path, mirror: MirrorServer, release: Path) -> None:
@@ -141,13 +140,18 @@ def test_clean_download_extracts_and_verifies(tmp_path: Path, mirror: MirrorServ
         "Images_png_01.zip",
         "Images_png_02.zip",
     ]
-    report = run_inventory(tmp_path / "dl", load_catalog(tmp_path / "dl" / "DL_info.csv"))
-    assert not [f for f in report.findings if f.severity == "error"]
+
+    # the downloaded tree has exactly the source's (planted) image findings: nothing lost or added
+    def findings(root: Path) -> set[tuple[str, str | None]]:
+        return {(f.code, f.file) for f in run_inventory(root, load_catalog(root / "DL_info.csv")).findings}
+
+    assert findings(tmp_path / "dl") == findings(release)
 
 
 @pytest.mark.parametrize("fault", ["drop", "500", "429", "redirect", "norange-after-drop"])
-def test_transient_faults_end_in_a_verified_file(tmp_path: Path, mirror: MirrorServer, release: Path,
-                                                 fault: str) -> None:  # fmt: skip
+def test_transient_faults_end_in_a_verified_file(
+    tmp_path: Path, mirror: MirrorServer, release: Path, fault: str
+) -> None:
     faults = ["drop", "norange"] if fault == "norange-after-drop" else [fault]
     FaultyHandler.faults["Images_png_01.zip"] = faults
     summary = get(tmp_path / "dl", mirror, keep_zips=True)
@@ -157,9 +161,10 @@ def test_transient_faults_end_in_a_verified_file(tmp_path: Path, mirror: MirrorS
     assert len(requests) >= 2
     if fault == "drop":
         assert "Images_png_01.zip" in summary.resumed and requests[-1] and requests[-1].startswith("bytes=")
-        assert summary.transferred < 1.01 * sum((release / n).stat().st_size for n in
-                                                ("Images_png_01.zip", "Images_png_02.zip", "DL_info.csv",
-                                                 "MD5_checksums.txt"))  # fmt: skip
+        assert summary.transferred < 1.01 * sum(
+            (release / n).stat().st_size
+            for n in ("Images_png_01.zip", "Images_png_02.zip", "DL_info.csv", "MD5_checksums.txt")
+        )
 
 
 def test_corruption_is_retried_once_then_reported(
@@ -229,17 +234,34 @@ def test_archive_members_cannot_escape(tmp_path: Path) -> None:
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "dl" / "Images_png").exists()
 
 
-def test_parts_make_a_partial_release(tmp_path: Path, mirror: MirrorServer) -> None:
+def test_parts_make_a_partial_release(tmp_path: Path, mirror: MirrorServer, release: Path) -> None:
     summary = get(tmp_path / "dl", mirror, parts={2})
     assert summary.extracted == ["Images_png_02.zip"]
     requested = json.loads((tmp_path / "dl" / ".deeplesion" / "requested.json").read_text())
     assert requested["parts"] == [2] and requested["folders"]
     report = run_inventory(tmp_path / "dl", load_catalog(tmp_path / "dl" / "DL_info.csv"))
-    assert not [f for f in report.findings if f.severity == "error"]
-    assert {f.code for f in report.findings} == {"not-requested"}
+    assert "not-requested" in {f.code for f in report.findings}
+    # the only errors left are the source's own planted ones inside the requested folders
+    source = {
+        (f.code, f.file)
+        for f in run_inventory(release, load_catalog(release / "DL_info.csv")).findings
+        if f.severity == "error"
+    }
+    errors = {(f.code, f.file) for f in report.findings if f.severity == "error"}
+    assert errors <= source
+    assert all(str(f).split("/")[1] in requested["folders"] for _, f in errors)
     assert parse_parts("1-3,7") == {1, 2, 3, 7}
     with pytest.raises(UsageError):
         parse_parts("3-1")
+
+
+def test_kept_zips_are_extracted_by_a_later_run(tmp_path: Path, mirror: MirrorServer, release: Path) -> None:
+    first = get(tmp_path / "dl", mirror, extract=False)
+    assert first.extracted == [] and (tmp_path / "dl" / "Images_png_01.zip").is_file()
+    assert not (tmp_path / "dl" / "Images_png").exists()
+    second = get(tmp_path / "dl", mirror)
+    assert second.transferred == 0 and sorted(second.extracted) == ["Images_png_01.zip", "Images_png_02.zip"]
+    assert tree(tmp_path / "dl") == tree(release) and not list((tmp_path / "dl").glob("*.zip"))
 
 
 def test_verify_finds_damage(tmp_path: Path, mirror: MirrorServer) -> None:

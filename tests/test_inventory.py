@@ -14,17 +14,14 @@ from deeplesion.catalog import load_catalog, write_dl_info
 from deeplesion.findings import Severity
 from deeplesion.inventory import inspect_folder, png_header, run_inventory
 from deeplesion.slices import encode_slice
-from deeplesion.synth import make_synthetic_release
 
 from .conftest import DL_INFO_DIR, PNG16_DIR, require
 from .release_builder import build, lesion_row
 
 
 @pytest.fixture(scope="module")
-def quirky(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("inventory") / "release"
-    make_synthetic_release(root, patients=4, seed=2, quirks=True)
-    return root
+def quirky(shared_release: Path) -> Path:
+    return shared_release
 
 
 def codes_at(findings: list) -> set[tuple[str, str]]:  # type: ignore[type-arg]

@@ -1,6 +1,6 @@
 """The synthetic release: layout, annotations measured from the drawn lesions, zips, determinism, quirks.
 
-One 6-patient release (zips and quirks on) is generated once for this module.
+They use the test run's shared 6-patient release (zips and quirks on).
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from deeplesion.slices import decode_slice, encode_slice, read_slice_hu
 from deeplesion.synth import QUIRKS, make_synthetic_release, plan_release
 from deeplesion.synth.phantom import lesion_mask
 
-PATIENTS, SEED = 6, 0
+from .conftest import SHARED_RELEASE_PATIENTS as PATIENTS
+from .conftest import SHARED_RELEASE_SEED as SEED
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synth") / "release"
-    make_synthetic_release(root, patients=PATIENTS, seed=SEED, zips=True, quirks=True)
-    return root
+def release(shared_release: Path) -> Path:
+    return shared_release
 
 
 @pytest.fixture(scope="module")
