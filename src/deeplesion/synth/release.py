@@ -183,7 +183,7 @@ def _patient_lesions(body: Body, rng: np.random.Generator) -> list[Lesion3D]:
     kinds = list(LESION_KINDS)
     weights = np.array([LESION_KINDS[k][0] for k in kinds])
     lesions: list[Lesion3D] = []
-    for _ in range(int(rng.integers(2, 5))):
+    for _ in range(int(rng.integers(2, 6))):
         kind = str(rng.choice(kinds, p=weights / weights.sum()))
         # sometimes put the lesion on the height of an earlier one: several lesions on one key slice
         same_z = None
@@ -232,7 +232,7 @@ def plan_release(patients: int, seed: int, *, quirks: bool = False) -> list[Pati
         lesions = _patient_lesions(body, rng)
         sex = str(rng.choice(["M", "F"]))
         base_age = float(rng.integers(25, 86))
-        n_studies = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
+        n_studies = int(rng.choice([1, 2, 3], p=[0.2, 0.45, 0.35]))
         series_plans = []
         for s in range(n_studies):
             growth = 1.0 if s == 0 else float(rng.uniform(0.7, 1.3))
