@@ -88,6 +88,30 @@ def draw_lesions(
     return image
 
 
+def close_ups(
+    hu: npt.NDArray[Any], lesions: Sequence[Lesion], window: tuple[float, float], *, size: int = 512
+) -> npt.NDArray[np.uint8]:
+    """One square close-up of all the lesions, or, when they lie far apart, a 2 x 2 grid of close-ups
+    centred on each (up to four), so that every annotation can be checked at a glance.
+
+    Returns
+    -------
+    ndarray
+        (size, size, 3) uint8 RGB.
+    """
+    boxes = np.array([x.box for x in lesions])
+    spread = max(boxes[:, 2].max() - boxes[:, 0].min(), boxes[:, 3].max() - boxes[:, 1].min())
+    if len(lesions) == 1 or spread <= 160:
+        return zoom_panel(hu, lesions, window, size=size)
+    half = size // 2
+    grid = np.zeros((size, size, 3), dtype=np.uint8)
+    for i, lesion in enumerate(lesions[:4]):
+        tile = zoom_panel(hu, lesions, window, size=half, focus=lesion)
+        row, col = divmod(i, 2)
+        grid[row * half : (row + 1) * half, col * half : (col + 1) * half] = tile
+    return grid
+
+
 def zoom_panel(
     hu: npt.NDArray[Any],
     lesions: Sequence[Lesion],
@@ -95,6 +119,7 @@ def zoom_panel(
     *,
     size: int = 512,
     margin_px: float = 24.0,
+    focus: Lesion | None = None,
 ) -> npt.NDArray[np.uint8]:
     """A square close-up of the lesions (upsampled to ``size``), the annotations drawn at that scale, so
     small lesions can be checked at a glance.
@@ -110,7 +135,7 @@ def zoom_panel(
 
     from deeplesion.geometry import Transform
 
-    boxes = np.array([x.box for x in lesions])
+    boxes = np.array([x.box for x in ([focus] if focus is not None else lesions)])
     x0, y0 = boxes[:, :2].min(axis=0) - margin_px
     x1, y1 = boxes[:, 2:].max(axis=0) + margin_px
     side = max(x1 - x0, y1 - y0, 48.0)
@@ -126,9 +151,8 @@ def zoom_panel(
         dataclasses.replace(x, recist=to_zoom.points(x.recist), box=to_zoom.boxes(x.box)) for x in lesions
     ]
     panel = draw_lesions(big, moved, window, thickness=2)
-    cv2.putText(
-        panel, f"x{scale:.1f}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA
-    )
+    label = f"x{scale:.1f}" + (f"  row {focus.row}" if focus is not None else "")
+    cv2.putText(panel, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     return panel
 
 
@@ -218,7 +242,7 @@ def key_slice_figure(
     low_high = overlay_window(first, window)
     hu = release.key_slice(first)
     overview = draw_lesions(hu, lesions, low_high)
-    close_up = zoom_panel(hu, lesions, low_high, size=overview.shape[0])
+    close_up = close_ups(hu, lesions, low_high, size=overview.shape[0])
     if close_up.shape[0] != overview.shape[0]:
         close_up = np.asarray(cv2.resize(close_up, (overview.shape[0], overview.shape[0])), dtype=np.uint8)
     image = np.concatenate([overview, close_up], axis=1)
