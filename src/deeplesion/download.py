@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import json
 import logging
 import math
@@ -33,6 +32,7 @@ from typing import Any, Literal, Protocol
 from deeplesion.errors import DeepLesionError, UsageError
 from deeplesion.findings import Finding, make_finding
 from deeplesion.inventory import REQUESTED_FILE, STATE_DIR
+from deeplesion.io import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -189,23 +189,14 @@ def _retry_after(value: str | None) -> float | None:
     return None
 
 
-def _hashers(file: RemoteFile, checksum: Checksum) -> dict[str, Any]:
-    """The hash objects to compute for ``file``: the requested one when known, else the other known one."""
-    wanted: list[str] = []
-    if checksum == "md5" and file.md5:
-        wanted = ["md5"]
-    elif checksum == "sha256" and file.sha256:
-        wanted = ["sha256"]
-    elif checksum != "size":
-        wanted = ["md5"] if file.md5 else (["sha256"] if file.sha256 else [])
-    return {name: hashlib.new(name) for name in wanted}
-
-
-def _hash_file(path: Path, hashers: dict[str, Any], chunk: int = 1 << 20) -> None:
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            for h in hashers.values():
-                h.update(block)
+def _hash_algorithm(file: RemoteFile, checksum: Checksum) -> Literal["md5", "sha256"] | None:
+    """The hash to check ``file`` with: the requested one when known, else the other known one, else None
+    (size only)."""
+    if checksum == "size":
+        return None
+    if checksum == "sha256" and file.sha256:
+        return "sha256"
+    return "md5" if file.md5 else ("sha256" if file.sha256 else None)
 
 
 @dataclass
@@ -254,26 +245,26 @@ def fetch(
     part = directory / f"{file.name}.part"
     for round_ in (1, 2):
         transferred, resumed = _transfer(client, file, part, policy, reporter, sleep)
-        hashers = _hashers(file, checksum)
-        _hash_file(part, hashers, policy.chunk)
+        algorithm = _hash_algorithm(file, checksum)
+        found = file_digest(part, algorithm) if algorithm else None
+        expected = getattr(file, algorithm) if algorithm else None
         size = part.stat().st_size
         if file.size is not None and size != file.size:
             part.unlink()
             raise DownloadError(
                 f"{file.name}: {size} bytes received, the file list says {file.size}; part deleted"
             )
-        wrong = [(name, getattr(file, name), h.hexdigest()) for name, h in hashers.items()
-                 if h.hexdigest() != getattr(file, name)]  # fmt: skip
-        if not wrong:
+        if algorithm is None or found == expected:
             os.replace(part, target)
-            checked = ", ".join(hashers) or "size"
+            checked = algorithm or "size"
             reporter.finish(file.name, f"verified ({checked})")
             return FetchResult(
                 file.name, target, "resumed" if resumed else "downloaded", transferred, checked
             )
         part.unlink()
-        name, expected, found = wrong[0]
-        message = f"{file.name}: {name.upper()} expected {expected}, found {found}; the part file was deleted"
+        message = (
+            f"{file.name}: {algorithm.upper()} expected {expected}, found {found}; the part file was deleted"
+        )
         if round_ == 2:
             raise ChecksumError(message + " (twice: the server or the network corrupts this file)")
         log.warning("%s; downloading it again", message)
@@ -824,17 +815,17 @@ def _verify_file(path: Path, file: RemoteFile, checksum: Checksum) -> list[Findi
     if file.size is not None and size != file.size:
         return [make_finding("archive-size-mismatch", f"{file.name}: {size} bytes, the list says {file.size}",
                              file=file.name, value=str(size))]  # fmt: skip
-    hashers = _hashers(file, checksum)
-    if not hashers:
+    algorithm = _hash_algorithm(file, checksum)
+    if algorithm is None:
         if checksum == "size" or file.name == CHECKSUMS_NAME:
             return []
         return [make_finding("archive-unverified", f"{file.name}: no hash in the file list; size only",
                              file=file.name)]  # fmt: skip
-    _hash_file(path, hashers)
-    for name, h in hashers.items():
-        if h.hexdigest() != getattr(file, name):
-            message = f"{file.name}: {name.upper()} {h.hexdigest()}, the list says {getattr(file, name)}"
-            return [make_finding("archive-hash-mismatch", message, file=file.name, value=h.hexdigest())]
+    found = file_digest(path, algorithm)
+    expected = getattr(file, algorithm)
+    if found != expected:
+        message = f"{file.name}: {algorithm.upper()} {found}, the list says {expected}"
+        return [make_finding("archive-hash-mismatch", message, file=file.name, value=found)]
     return []
 
 

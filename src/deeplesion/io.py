@@ -36,6 +36,14 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool = False) -> Path:
     return path
 
 
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file (``md5``, ``sha256``, ...), read in blocks."""
+    import hashlib
+
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, algorithm).hexdigest()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 from pathlib import Path
 from typing import Annotated
 
@@ -26,14 +25,6 @@ class ByChoice(enum.StrEnum):
 class FormatChoice(enum.StrEnum):
     CSV = "csv"
     COCO = "coco"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _levels(text: str) -> tuple[float, ...]:
@@ -90,6 +81,7 @@ def evaluate(
     from deeplesion.catalog import DEFAULT_FILE_NAME, load_catalog, resolve_root
     from deeplesion.evaluate.predictions import read_predictions_coco, read_predictions_csv
     from deeplesion.evaluate.run import evaluate as run_evaluation
+    from deeplesion.io import file_digest
 
     annotations_path = annotations if annotations is not None else resolve_root(root) / DEFAULT_FILE_NAME
     catalog = load_catalog(annotations_path)
@@ -113,10 +105,10 @@ def evaluate(
     result["inputs"] = {
         "predictions": {
             "path": str(predictions),
-            "sha256": _sha256(predictions),
+            "sha256": file_digest(predictions, "sha256"),
             "format": input_format.value,
         },
-        "annotations": {"path": str(annotations_path), "sha256": _sha256(annotations_path)},
+        "annotations": {"path": str(annotations_path), "sha256": file_digest(annotations_path, "sha256")},
         "deeplesion_version": __version__,
     }
     if plot is not None:

@@ -15,7 +15,6 @@ installation (OpenCV's PNG encoder is part of that installation).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -41,7 +40,7 @@ from deeplesion.catalog import (
     slice_path,
 )
 from deeplesion.errors import UsageError
-from deeplesion.io import staged_dir
+from deeplesion.io import file_digest, staged_dir
 from deeplesion.measure import recist_from_mask
 from deeplesion.slices import encode_slice, read_slice_hu
 from deeplesion.synth.phantom import (
@@ -571,15 +570,7 @@ def _write_zips(root: Path, target_bytes: int | None) -> list[str]:
                     info.external_attr = 0o644 << 16
                     archive.writestr(info, file.read_bytes())
         names.append(name)
-    lines = [f"{_md5(root / name)}  {name}" for name in [*names, DEFAULT_FILE_NAME]]
+    lines = [f"{file_digest(root / name, 'md5')}  {name}" for name in [*names, DEFAULT_FILE_NAME]]
     # the official list has no newline after its last line; neither does this one
     (root / CHECKSUMS_NAME).write_text("\n".join(lines), encoding="ascii")
     return names
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
