@@ -39,8 +39,9 @@ unit: $(DEV_STAMP)
 
 test: lint typecheck unit
 
+# On demand, not in CI (several minutes; most need ../shared/data): the numbers go to README.md.
 bench: $(DEV_STAMP)
-	$(BIN)/python benchmarks/bench_catalog.py
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

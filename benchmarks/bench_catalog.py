@@ -6,7 +6,6 @@ Prints a table of the median of 7 runs per step.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from deeplesion.catalog import dl_info_text, load_catalog
 from deeplesion.checks import check_catalog
 from deeplesion.summary import summarize
+from machine import machine_header
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared/data/deeplesion/DL_info/DL_info_union.csv"
 
@@ -31,8 +31,7 @@ def median_seconds(func: Callable[[], object], repeats: int = 7) -> float:
 
 def main() -> None:
     files = [Path(p) for p in sys.argv[1:]] or [DEFAULT]
-    machine = platform.processor() or platform.machine()
-    print(f"# {platform.node()} · {machine} · Python {platform.python_version()}")
+    print(machine_header())
     print("| file | rows | load s | validate s | summarize s | write s | rows/s (load) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for path in files:

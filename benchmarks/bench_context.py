@@ -10,7 +10,6 @@ full slices, window, then crop, then resize) for comparison. "overhead" = (sampl
 
 from __future__ import annotations
 
-import platform
 import statistics
 import tempfile
 import time
@@ -25,6 +24,7 @@ from deeplesion.catalog import load_catalog
 from deeplesion.context import plan_context, resolve_offset
 from deeplesion.geometry import body_crop_box, spacing_scale
 from deeplesion.synth import make_synthetic_release
+from machine import machine_header
 
 PNG16 = Path(__file__).resolve().parents[1].parent / "shared/data/deeplesion/png16"
 UNION = Path(__file__).resolve().parents[1].parent / "shared/data/deeplesion/DL_info/DL_info_union.csv"
@@ -91,8 +91,7 @@ def measure(name: str, release: deeplesion.Release, lesions: list[deeplesion.Les
 
 def main() -> None:
     cv2.setNumThreads(1)
-    machine = platform.processor() or platform.machine()
-    print(f"# {platform.node()} · {machine} · Python {platform.python_version()} · OpenCV {cv2.__version__}")
+    print(machine_header(f"OpenCV {cv2.__version__}"))
     print(f"{SLICES} slices at {INTERVAL_MM:g} mm, crop + model window + 0.8 mm resize, 1 thread")
     print(
         "| series | samples | PNGs/sample | decode ms | sample ms | samples/s | overhead "

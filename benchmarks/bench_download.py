@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ import httpx
 
 from deeplesion.download import Policy, RemoteFile, fetch
 from deeplesion.mirror import MirrorHandler, MirrorServer
+from machine import machine_header
 
 
 class DropOnce(MirrorHandler):
@@ -56,8 +56,7 @@ def plain_copy(url: str, target: Path) -> str:
 
 def main() -> None:
     megabytes = int(sys.argv[1]) if len(sys.argv) > 1 else 400
-    machine = platform.processor() or platform.machine()
-    print(f"# {platform.node()} · {machine} · Python {platform.python_version()}")
+    print(machine_header())
     with tempfile.TemporaryDirectory() as tmp:
         served = Path(tmp) / "served"
         served.mkdir()

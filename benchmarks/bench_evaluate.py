@@ -8,7 +8,6 @@ protocols), the library call alone, and a per-detection Python loop like the ref
 
 from __future__ import annotations
 
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import numpy as np
 
 from deeplesion.catalog import load_catalog
 from deeplesion.evaluate import evaluate, read_predictions_csv
+from machine import machine_header
 
 TEST = Path(__file__).resolve().parents[1].parent / "shared/data/deeplesion/DL_info/DL_info_test.csv"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -52,8 +52,7 @@ def write_predictions(path: Path, target: int = 101_000, seed: int = 0) -> int:
 def main() -> None:
     if not TEST.exists():
         sys.exit(f"{TEST} not found: this benchmark needs the real test split")
-    machine = platform.processor() or platform.machine()
-    print(f"# {platform.node()} · {machine} · Python {platform.python_version()}")
+    print(machine_header())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "preds.csv"
         count = write_predictions(path)

@@ -6,7 +6,6 @@ release in a temporary folder (files in the page cache, as after a download) and
 
 from __future__ import annotations
 
-import platform
 import sys
 import tempfile
 import time
@@ -15,14 +14,14 @@ from pathlib import Path
 from deeplesion.catalog import load_catalog
 from deeplesion.inventory import run_inventory
 from deeplesion.synth import make_synthetic_release
+from machine import machine_header
 
 RELEASE_SLICES = 928_000
 
 
 def main() -> None:
     patients = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    machine = platform.processor() or platform.machine()
-    print(f"# {platform.node()} · {machine} · Python {platform.python_version()}")
+    print(machine_header())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "release"
         make_synthetic_release(root, patients=patients, seed=0)

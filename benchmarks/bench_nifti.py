@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 from deeplesion.catalog import dl_info_text, from_lesions, load_catalog
 from deeplesion.nifti import contiguous_runs, export_nifti
 from deeplesion.synth import make_synthetic_release
+from machine import machine_header
 
 
 def official_style(root: Path, out: Path) -> tuple[int, int]:
@@ -78,8 +78,7 @@ def add_long_series(root: Path, length: int = 320) -> None:
 
 def main() -> None:
     patients = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    machine = platform.processor() or platform.machine()
-    print(f"# {platform.node()} · {machine} · Python {platform.python_version()} · {os.cpu_count()} cores")
+    print(machine_header())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "release"
         make_synthetic_release(root, patients=patients, seed=0)

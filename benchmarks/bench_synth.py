@@ -6,7 +6,6 @@ temporary folder that is removed afterwards.
 
 from __future__ import annotations
 
-import platform
 import sys
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from deeplesion.slices import encode_slice
 from deeplesion.synth import make_synthetic_release
 from deeplesion.synth.phantom import NoiseBank, SliceGeometry, random_body, render_slice
+from machine import machine_header
 
 
 def per_slice_costs(repeats: int = 50) -> tuple[float, float]:
@@ -37,8 +37,7 @@ def per_slice_costs(repeats: int = 50) -> tuple[float, float]:
 
 def main() -> None:
     counts = [int(a) for a in sys.argv[1:]] or [20]
-    machine = platform.processor() or platform.machine()
-    print(f"# {platform.node()} · {machine} · Python {platform.python_version()}")
+    print(machine_header())
     render_ms, encode_ms = per_slice_costs()
     print(f"per 512x512 slice: render {render_ms:.1f} ms, PNG encode {encode_ms:.1f} ms")
     print("| patients | zips | seconds | slices | slices/s | lesions | images MB | total MB |")
