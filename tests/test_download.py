@@ -313,3 +313,36 @@ def test_range_parsing() -> None:
     assert parse_range("bytes=100-", 100) == "invalid"
     assert parse_range("bytes=1-2,4-5", 100) is None
     assert parse_range(None, 100) is None
+
+
+def test_full_disk_keeps_the_part_for_a_later_resume(
+    tmp_path: Path, mirror: MirrorServer, release: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import io
+
+    real_open = Path.open
+
+    class FullDisk(io.BufferedWriter):
+        written = 0
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            if FullDisk.written > 1_000_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            FullDisk.written += len(data)
+            return super().write(data)
+
+    def fake_open(self: Path, mode: str = "r", *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if self.name == "Images_png_01.zip.part" and mode in ("wb", "ab"):
+            return FullDisk(real_open(self, mode.replace("b", "") + "b", buffering=0))  # type: ignore[arg-type]
+        return real_open(self, mode, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", fake_open)
+    with pytest.raises(DownloadError, match=r"disk is full.*rerun to resume"):
+        download(tmp_path / "dl", mirror=mirror.url, policy=FAST, jobs=1)
+    part = tmp_path / "dl" / "Images_png_01.zip.part"
+    assert part.stat().st_size > 0
+    monkeypatch.setattr(Path, "open", real_open)
+    summary = get(tmp_path / "dl", mirror)
+    assert "Images_png_01.zip" in summary.resumed
+    assert tree(tmp_path / "dl") == tree(release)
