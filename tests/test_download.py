@@ -346,3 +346,30 @@ def test_full_disk_keeps_the_part_for_a_later_resume(
     summary = get(tmp_path / "dl", mirror)
     assert "Images_png_01.zip" in summary.resumed
     assert tree(tmp_path / "dl") == tree(release)
+
+
+def test_ctrl_c_stops_promptly_and_keeps_the_parts(
+    tmp_path: Path, mirror: MirrorServer, release: Path
+) -> None:
+    import signal
+
+    FaultyHandler.slow = 0.02  # about 3 MB/s: the run is still going when it is interrupted
+    root = tmp_path / "dl"
+    command = [sys.executable, "-m", "deeplesion.cli.main", "download", "--root", str(root)]
+    command += ["--mirror", mirror.url, "--no-progress", "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = [root / "Images_png_01.zip.part", root / "Images_png_02.zip.part"]
+    for _ in range(600):
+        if any(p.exists() and p.stat().st_size > 1_000_000 for p in parts):
+            break
+        time.sleep(0.05)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - started < 10  # it does not wait for the archives to finish
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert any(p.exists() and p.stat().st_size > 0 for p in parts)
+    assert not (root / ".deeplesion" / "download.lock").exists()
+    FaultyHandler.slow = 0.0
+    summary = get(root, mirror)
+    assert summary.resumed and tree(root) == tree(release)

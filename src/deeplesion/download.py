@@ -55,6 +55,10 @@ class ChecksumError(DownloadError):
     """A downloaded file's hash or size differs from the file list."""
 
 
+class DownloadCancelled(DownloadError):
+    """The run was interrupted (Ctrl-C); the part files are kept for a later resume."""
+
+
 class LockedError(DeepLesionError, RuntimeError):
     """Another download is running on the same folder."""
 
@@ -219,6 +223,7 @@ def fetch(
     policy: Policy | None = None,
     reporter: Reporter | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> FetchResult:
     """Download one file into ``directory`` (resuming a ``.part``), verify it, rename it into place.
 
@@ -244,7 +249,7 @@ def fetch(
     target = directory / file.name
     part = directory / f"{file.name}.part"
     for round_ in (1, 2):
-        transferred, resumed = _transfer(client, file, part, policy, reporter, sleep)
+        transferred, resumed = _transfer(client, file, part, policy, reporter, sleep, stop)
         algorithm = _hash_algorithm(file, checksum)
         found = file_digest(part, algorithm) if algorithm else None
         expected = getattr(file, algorithm) if algorithm else None
@@ -278,6 +283,7 @@ def _transfer(
     policy: Policy,
     reporter: Reporter,
     sleep: Callable[[float], None],
+    stop: threading.Event | None = None,
 ) -> tuple[int, bool]:
     """Bring ``part`` to the full file; returns (bytes transferred now, whether it resumed)."""
     import httpx
@@ -331,6 +337,10 @@ def _transfer(
                     mode = "wb"
                 with part.open(mode) as handle:
                     for block in response.iter_bytes(policy.chunk):
+                        if stop is not None and stop.is_set():
+                            raise DownloadCancelled(
+                                f"{file.name}: interrupted; {part} is kept, rerun to resume"
+                            )
                         handle.write(block)
                         transferred += len(block)
                         reporter.advance(file.name, len(block))
@@ -411,7 +421,9 @@ def safe_member_path(root: Path, member: str) -> Path:
     return target
 
 
-def extract_archive(root: Path, archive_path: Path, *, chunk: int = 1 << 20) -> dict[str, int]:
+def extract_archive(
+    root: Path, archive_path: Path, *, chunk: int = 1 << 20, stop: threading.Event | None = None
+) -> dict[str, int]:
     """Extract ``archive_path`` into ``root/Images_png`` atomically per member; record CRC-32s.
 
     Returns
@@ -429,6 +441,8 @@ def extract_archive(root: Path, archive_path: Path, *, chunk: int = 1 << 20) -> 
         targets = [safe_member_path(root, info.filename) for info in members]  # all checked before writing
         crcs: dict[str, int] = {}
         for info, target in zip(members, targets, strict=True):
+            if stop is not None and stop.is_set():  # no record is written: a rerun extracts it again
+                raise DownloadCancelled(f"{archive_path.name}: extraction interrupted; rerun to finish it")
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.part")
             with archive.open(info) as source, tmp.open("wb") as sink:
@@ -676,6 +690,7 @@ def download(
         for message in warnings:
             log.warning("%s", message)
         with folder_lock(root_path):
+            stop = threading.Event()
             state = _verified_state(root_path)
             state_lock = threading.Lock()
 
@@ -692,7 +707,13 @@ def download(
                     if stat:  # present but not verified by us: check it, or fetch it again
                         target.rename(root_path / f"{file.name}.part")
                     result = fetch(
-                        client, file, root_path, checksum=checksum, policy=policy, reporter=reporter
+                        client,
+                        file,
+                        root_path,
+                        checksum=checksum,
+                        policy=policy,
+                        reporter=reporter,
+                        stop=stop,
                     )
                     stat = target.stat()
                     state[file.name] = {
@@ -704,7 +725,7 @@ def download(
                     (summary.resumed if result.status == "resumed" else summary.downloaded).append(file.name)
                     summary.transferred += result.transferred
                 if extract and file.archive_number is not None:
-                    extract_archive(root_path, target)
+                    extract_archive(root_path, target, stop=stop)
                     summary.extracted.append(file.name)
                     if not keep_zips:
                         target.unlink()
@@ -716,10 +737,28 @@ def download(
             small = [f for f in plan.files if f.archive_number is None]
             for file in small:
                 one(file)
-            with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-                for future in [pool.submit(one, f) for f in plan.archives]:
+            failures: list[BaseException] = []
+
+            def guarded(file: RemoteFile) -> None:
+                try:
+                    one(file)
+                except Exception as exc:  # the other archives go on; the first failure is raised at the end
+                    failures.append(exc)
+
+            pool = ThreadPoolExecutor(max_workers=max(jobs, 1))
+            try:
+                for future in [pool.submit(guarded, f) for f in plan.archives]:
                     future.result()
+            except BaseException:  # Ctrl-C: stop every transfer at its next block, keep the part files
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown()
             _write_requested(root_path, plan, parts)
+            if failures:
+                for other in failures[1:]:
+                    log.error("%s", other)
+                raise failures[0]
     summary.seconds = time.monotonic() - started
     return summary
 
