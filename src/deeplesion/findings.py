@@ -115,6 +115,13 @@ class Finding:
         data["severity"] = str(self.severity)
         return data
 
+    def line_text(self) -> str:
+        """``file:line: severity: [code] message`` for a terminal (the message without a repeated path)."""
+        message = self.message
+        if self.file and message.startswith(f"{self.file}: "):
+            message = message[len(self.file) + 2 :]
+        return f"{self.where()}: {self.severity}: [{self.code}] {message}"
+
     def where(self) -> str:
         """``file:line`` (or what is known of it), for messages."""
         parts = [self.file or "?"]

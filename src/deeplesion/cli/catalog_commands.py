@@ -199,7 +199,7 @@ def validate(
         for f in findings:
             shown[f.code] += 1
             if shown[f.code] <= limit:
-                print(f"{f.where()}: {f.severity}: [{f.code}] {f.message}")
+                print(f.line_text())
         hidden = {code: n - limit for code, n in by_code.items() if n > limit}
         if hidden:
             print("(not shown: " + ", ".join(f"{n} more {code}" for code, n in sorted(hidden.items()))

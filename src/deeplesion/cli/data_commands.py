@@ -158,7 +158,7 @@ def verify(
         print_json({"root": str(root), "counts": counts, "findings": [f.to_dict() for f in findings]})
     else:
         for f in findings:
-            print(f"{f.where()}: {f.severity}: [{f.code}] {f.message}")
+            print(f.line_text())
         print(f"{counts['error']} errors, {counts['warning']} warnings, {counts['note']} notes")
     if has_errors(findings):
         raise typer.Exit(EXIT_DATA_ERRORS)

@@ -15,7 +15,7 @@ def demo(
     out: Annotated[Path | None, typer.Option(help="Keep the demo's outputs in this folder.")] = None,
     stage: Annotated[list[str] | None, typer.Option(help="Run only this stage; repeat for several.")] = None,
 ) -> None:
-    """Run the demo stages (the packaged real annotation excerpt, and what later stages add)."""
+    """Run every capability once: the packaged real rows, then a synthetic release generated on the fly."""
     from deeplesion.demo import run_demo
 
     run_demo(out, only=stage)
