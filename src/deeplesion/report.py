@@ -79,6 +79,7 @@ def build_report(
         plot_age_sex,
         plot_bodymap,
         plot_histogram,
+        plot_interval_counts,
         plot_split_type_counts,
     )
 
@@ -127,15 +128,7 @@ def build_report(
             ),
             "diameter histogram",
         ),
-        (
-            plot_histogram(
-                catalog.slice_interval_mm,
-                bins=np.arange(0, 11, 0.25),
-                xlabel="slice interval (mm)",
-                title="Slice interval",
-            ),
-            "slice interval histogram",
-        ),
+        (plot_interval_counts(catalog), "lesions per slice interval"),
         (plot_age_sex(catalog), "age and sex"),
         (plot_bodymap(catalog), "body map"),
     ]

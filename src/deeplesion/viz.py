@@ -448,6 +448,24 @@ def plot_histogram(
     return ax
 
 
+def plot_interval_counts(catalog: Catalog, *, ax: Any = None) -> Any:
+    """Lesions per slice interval: the intervals are a few discrete values (0.25 to 22.5 mm in the
+    release), so one bar each, on a log scale so that the rare ones stay visible."""
+    from collections import Counter
+
+    from deeplesion.catalog import format_number
+
+    ax = _axes(ax)
+    counts = sorted(Counter(catalog.slice_interval_mm.tolist()).items())
+    ax.bar([format_number(v) for v, _ in counts], [n for _, n in counts], color="#0072B2")
+    ax.set_yscale("log")
+    ax.set_xlabel("slice interval (mm)")
+    ax.set_ylabel("lesions")
+    ax.set_title("Slice interval")
+    ax.tick_params(axis="x", labelrotation=60, labelsize=8)
+    return ax
+
+
 def plot_age_sex(catalog: Catalog, *, ax: Any = None) -> Any:
     """Age histogram of lesions by sex (stacked)."""
     ax = _axes(ax)
