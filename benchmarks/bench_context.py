@@ -78,8 +78,10 @@ def reference_style(release: deeplesion.Release, lesion: deeplesion.Lesion) -> n
 
 def measure(name: str, release: deeplesion.Release, lesions: list[deeplesion.Lesion], repeats: int) -> None:
     decode = sum(median_ms(lambda p=needed_paths(release, x): decode_only(p), repeats) for x in lesions)
-    ours = sum(median_ms(lambda x=x: release.sample(x, slices=SLICES, interval_mm=INTERVAL_MM), repeats)
-               for x in lesions)  # fmt: skip
+    ours = sum(
+        median_ms(lambda x=x: release.sample(x, slices=SLICES, interval_mm=INTERVAL_MM), repeats)
+        for x in lesions
+    )
     ref = sum(median_ms(lambda x=x: reference_style(release, x), repeats) for x in lesions)
     n = len(lesions)
     files = sum(len(needed_paths(release, x)) for x in lesions) / n

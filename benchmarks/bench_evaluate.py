@@ -63,9 +63,22 @@ def main() -> None:
             times = []
             for _ in range(3):
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "deeplesion.cli.main", "evaluate", str(path),
-                                "--annotations", str(TEST), "--protocol", protocol, "--json"],
-                               check=True, capture_output=True)  # fmt: skip
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "deeplesion.cli.main",
+                        "evaluate",
+                        str(path),
+                        "--annotations",
+                        str(TEST),
+                        "--protocol",
+                        protocol,
+                        "--json",
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
                 times.append(time.perf_counter() - start)
             what = "`deeplesion evaluate ... --json` (whole command, best of 3)"
             print(f"| {what} | {protocol} | {min(times):.2f} |")

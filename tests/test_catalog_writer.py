@@ -28,8 +28,14 @@ from deeplesion.errors import OutputExistsError
 
 def test_number_format_matches_the_release() -> None:
     assert [format_number(v) for v in (5.0, 512, 0.859375, -177.5, 0.59998, 1e-5, -3.0)] == [
-        "5", "512", "0.859375", "-177.5", "0.59998", "1e-05", "-3",
-    ]  # fmt: skip
+        "5",
+        "512",
+        "0.859375",
+        "-177.5",
+        "0.59998",
+        "1e-05",
+        "-3",
+    ]
 
 
 def test_packaged_sample_round_trips(sample_csv: Path) -> None:
@@ -38,9 +44,14 @@ def test_packaged_sample_round_trips(sample_csv: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["DL_info_val.csv", "DL_info_test.csv", "DL_info_union.csv", "DL_info_excerpt_patients089-100.csv",
-     "Kaggle_DL_info.csv"],
-)  # fmt: skip
+    [
+        "DL_info_val.csv",
+        "DL_info_test.csv",
+        "DL_info_union.csv",
+        "DL_info_excerpt_patients089-100.csv",
+        "Kaggle_DL_info.csv",
+    ],
+)
 def test_every_shared_real_file_round_trips_byte_identically(dl_info_dir: Path, name: str) -> None:
     path = dl_info_dir / name
     assert dl_info_text(load_catalog(path)).encode() == path.read_bytes()
@@ -80,8 +91,12 @@ def lesions(draw: st.DrawFn) -> Lesion:
     split = draw(st.sampled_from(list(Split)))
     return Lesion(
         file_name=f"{patient:06d}_{study:02d}_{series:02d}_{key:03d}.png",
-        patient=patient, study=study, series=series, key_slice=key,
-        recist=recist, box=box,
+        patient=patient,
+        study=study,
+        series=series,
+        key_slice=key,
+        recist=recist,
+        box=box,
         diameters_px=(draw(positive), draw(positive)),
         location=tuple(draw(st.lists(st.floats(0, 1), min_size=3, max_size=3))),  # type: ignore[arg-type]
         lesion_type=draw(st.sampled_from(list(LesionType))),
@@ -92,8 +107,10 @@ def lesions(draw: st.DrawFn) -> Lesion:
         window=(draw(st.floats(-2000, 0)), draw(st.floats(1, 3000))),
         sex=draw(st.sampled_from(["M", "F"])),
         age=draw(st.one_of(st.none(), st.floats(0, 110))),
-        split=split, row=0, lesion_index=None,
-    )  # fmt: skip
+        split=split,
+        row=0,
+        lesion_index=None,
+    )
 
 
 @settings(deadline=None, max_examples=60)

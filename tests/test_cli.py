@@ -17,8 +17,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "deeplesion.cli.main", *args],
-        capture_output=True, text=True, env=full_env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=full_env,
+        check=False,
+    )
 
 
 def test_version_and_help() -> None:

@@ -184,15 +184,23 @@ def test_properties(seed: int) -> None:
         base = evaluate(catalog, detections, protocol=protocol).result  # type: ignore[arg-type]
         order = rng.permutation(len(detections))
         shuffled = detections.take(np.ones(len(detections), bool))
-        shuffled = Predictions(shuffled.file_name[order], shuffled.boxes[order], shuffled.score[order],
-                               shuffled.line[order], "shuffled")  # fmt: skip
+        shuffled = Predictions(
+            shuffled.file_name[order],
+            shuffled.boxes[order],
+            shuffled.score[order],
+            shuffled.line[order],
+            "shuffled",
+        )
         assert evaluate(catalog, shuffled, protocol=protocol).result["sensitivity"] == base["sensitivity"]
         extra_name = str(catalog.file_name[0])
         lowest = float(detections.score.min()) - 1.0 if len(detections) else 0.0
         more = Predictions(
-            np.append(detections.file_name, extra_name), np.vstack([detections.boxes, [300, 300, 320, 320]]),
-            np.append(detections.score, lowest), np.append(detections.line, 0), "more",
-        )  # fmt: skip
+            np.append(detections.file_name, extra_name),
+            np.vstack([detections.boxes, [300, 300, 320, 320]]),
+            np.append(detections.score, lowest),
+            np.append(detections.line, 0),
+            "more",
+        )
         after = evaluate(catalog, more, protocol=protocol).result  # type: ignore[arg-type]
         for level in LEVELS:
             if level < base["max_fp_per_image"]:
@@ -261,20 +269,53 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
     catalog, detections = random_problem(np.random.default_rng(2), 10)
     annotations = tmp_path / "DL_info_test.csv"
     annotations.write_text(dl_info_text(catalog))
-    rows = [f"{n},{b[0]},{b[1]},{b[2]},{b[3]},{s}" for n, b, s in
-            zip(detections.file_name, detections.boxes, detections.score, strict=True)]  # fmt: skip
+    rows = [
+        f"{n},{b[0]},{b[1]},{b[2]},{b[3]},{s}"
+        for n, b, s in zip(detections.file_name, detections.boxes, detections.score, strict=True)
+    ]
     predictions = write_csv(tmp_path / "preds.csv", rows)
     plot = tmp_path / "froc.png"
     out = subprocess.run(
-        [sys.executable, "-m", "deeplesion.cli.main", "evaluate", str(predictions), "-a", str(annotations),
-         "--protocol", "3dce", "--by", "interval", "--plot", str(plot), "--json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "deeplesion.cli.main",
+            "evaluate",
+            str(predictions),
+            "-a",
+            str(annotations),
+            "--protocol",
+            "3dce",
+            "--by",
+            "interval",
+            "--plot",
+            str(plot),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    for key in ("protocol", "frame", "iou", "iobb", "tie_rule", "split", "images", "lesions", "predictions",
-                "ignored_predictions", "sensitivity", "mean_sensitivity_0.5_4", "max_fp_per_image",
-                "extrapolated", "notes", "inputs"):  # fmt: skip
+    for key in (
+        "protocol",
+        "frame",
+        "iou",
+        "iobb",
+        "tie_rule",
+        "split",
+        "images",
+        "lesions",
+        "predictions",
+        "ignored_predictions",
+        "sensitivity",
+        "mean_sensitivity_0.5_4",
+        "max_fp_per_image",
+        "extrapolated",
+        "notes",
+        "inputs",
+    ):
         assert key in result, key
     assert list(result["sensitivity"]) == ["0.5", "1", "2", "4", "8", "16"]
     assert result["frame"] == "original" and result["protocol"] == "3dce"
@@ -282,16 +323,19 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = subprocess.run(
         [sys.executable, "-m", "deeplesion.cli.main", "evaluate", str(predictions), "-a", str(annotations)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert table.returncode == 0 and "mean0.5-4" in table.stdout
 
 
 def test_real_test_split_ground_truth_as_predictions(dl_info_dir: Path) -> None:
     catalog = load_catalog(dl_info_dir / "DL_info_test.csv")
     clean = catalog.filter(noisy=False)
-    truth = Predictions(clean.file_name, clean.box, 1.0 - np.arange(len(clean)) * 1e-6,
-                        np.arange(len(clean)), "truth")  # fmt: skip
+    truth = Predictions(
+        clean.file_name, clean.box, 1.0 - np.arange(len(clean)) * 1e-6, np.arange(len(clean)), "truth"
+    )
     result = evaluate(catalog, truth, by="type").result
     assert result["images"] == 4817 and result["lesions"] == 4912
     assert set(result["sensitivity"].values()) == {1.0}

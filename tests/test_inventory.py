@@ -32,16 +32,23 @@ def test_every_planted_quirk_is_found_and_nothing_else_is_an_error(quirky: Path)
     manifest = json.loads((quirky / "synth-manifest.json").read_text())
     result = subprocess.run(
         [sys.executable, "-m", "deeplesion.cli.main", "validate", "--root", str(quirky), "--json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 1  # the broken PNGs and the missing slice are errors
     report = json.loads(result.stdout)
     findings = report["findings"]
     expected_errors = set()
     for quirk in manifest["quirks"]:
         if "line" in quirk:  # a row-level quirk: found in DL_info.csv at that line
-            matches = [f for f in findings if f["code"] == quirk["code"] and f["line"] == quirk["line"]
-                       and Path(f["file"]).name == quirk["file"]]  # fmt: skip
+            matches = [
+                f
+                for f in findings
+                if f["code"] == quirk["code"]
+                and f["line"] == quirk["line"]
+                and Path(f["file"]).name == quirk["file"]
+            ]
             if quirk["code"] == "slice-number-wide":
                 matches = [f for f in findings if f["code"] == quirk["code"] and f["file"] == quirk["path"]]
         else:
@@ -51,8 +58,11 @@ def test_every_planted_quirk_is_found_and_nothing_else_is_an_error(quirky: Path)
             expected_errors.add((quirk["code"], quirk["path"]))
     errors = {(f["code"], f["file"]) for f in findings if f["severity"] == "error"}
     assert errors == expected_errors
-    assert errors == {(q["code"], q["path"]) for q in manifest["quirks"]
-                      if q["quirk"] in ("missing-slice", "unreadable-png", "png-8bit")}  # fmt: skip
+    assert errors == {
+        (q["code"], q["path"])
+        for q in manifest["quirks"]
+        if q["quirk"] in ("missing-slice", "unreadable-png", "png-8bit")
+    }
 
 
 def test_process_pool_and_full_mode_agree(quirky: Path) -> None:
@@ -68,8 +78,9 @@ def test_process_pool_and_full_mode_agree(quirky: Path) -> None:
 def test_dask_cluster_gives_the_same_findings(quirky: Path) -> None:
     distributed = pytest.importorskip("distributed", reason="Dask is an optional extra")
     catalog = load_catalog(quirky / "DL_info.csv")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:  # fmt: skip
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         on_dask = run_inventory(quirky, catalog, scheduler=cluster.scheduler_address)
     assert codes_at(on_dask.findings) == codes_at(run_inventory(quirky, catalog).findings)
 
@@ -118,7 +129,9 @@ def test_folder_level_checks(tmp_path: Path) -> None:
     assert ("slice-numbers-invalid", "Images_png/000001_01_01/notes.txt") in found
     assert ("slice-numbers-invalid", "Images_png/000001_01_01/7.png") in found  # not %03d: never found
     assert ("slice-numbers-invalid", "Images_png/000001_01_01/009.png") in found or (
-        "slice-numbers-invalid", "Images_png/000001_01_01/0009.png") in found  # fmt: skip
+        "slice-numbers-invalid",
+        "Images_png/000001_01_01/0009.png",
+    ) in found
     assert ("image-size-mismatch", "Images_png/000001_01_01/022.png") in found
     assert ("series-mixed-intervals", "Images_png/000001_01_01") in found
     assert ("folder-unannotated", "Images_png/000009_01_01") in found
@@ -139,8 +152,10 @@ def test_png_header(tmp_path: Path) -> None:
 def test_cli_quick_table(quirky: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "deeplesion.cli.main", "validate", "--root", str(quirky), "--no-progress"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 1
     assert "png-unreadable" in result.stdout and "slices (headers) checked" in result.stdout
 

@@ -13,15 +13,21 @@ from deeplesion.summary import summarize
 def test_validation_split_counts(dl_info_dir: Path) -> None:
     summary = summarize(load_catalog(dl_info_dir / "DL_info_val.csv"))
     assert summary["splits"]["val"] == {
-        "key_slices": 4793, "lesions": 4889, "key_slices_without_noisy": 4791, "lesions_without_noisy": 4887,
-    }  # fmt: skip
+        "key_slices": 4793,
+        "lesions": 4889,
+        "key_slices_without_noisy": 4791,
+        "lesions_without_noisy": 4887,
+    }
 
 
 def test_test_split_counts(dl_info_dir: Path) -> None:
     summary = summarize(load_catalog(dl_info_dir / "DL_info_test.csv"))
     assert summary["splits"]["test"] == {
-        "key_slices": 4831, "lesions": 4927, "key_slices_without_noisy": 4817, "lesions_without_noisy": 4912,
-    }  # fmt: skip
+        "key_slices": 4831,
+        "lesions": 4927,
+        "key_slices_without_noisy": 4817,
+        "lesions_without_noisy": 4912,
+    }
     assert not summary["official"]
 
 

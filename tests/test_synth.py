@@ -221,8 +221,11 @@ def test_context_runs_are_on_disk(release: Path, catalog: Catalog, manifest: dic
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
     def tree(root: Path) -> dict[str, str]:
-        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
 
     make_synthetic_release(tmp_path / "a", patients=1, seed=5)
     make_synthetic_release(tmp_path / "b", patients=1, seed=5)

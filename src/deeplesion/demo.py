@@ -223,8 +223,13 @@ def _evaluate_stage(ctx: DemoContext) -> None:
             names.append(name)
             boxes.append(np.array([x, y, x + rng.uniform(8, 40), y + rng.uniform(8, 40)]))
             scores.append(rng.uniform(0.0, 0.7))
-    predictions = Predictions(np.array(names, dtype=object), np.array(boxes), np.array(scores),
-                              np.arange(len(names)) + 2, "simulated")  # fmt: skip
+    predictions = Predictions(
+        np.array(names, dtype=object),
+        np.array(boxes),
+        np.array(scores),
+        np.arange(len(names)) + 2,
+        "simulated",
+    )
     for split in ("train", "test"):
         on_split = np.isin(predictions.file_name, catalog.filter(split=split).file_name)
         for protocol in ("mulan", "3dce"):

@@ -94,8 +94,15 @@ def official_files() -> list[RemoteFile]:
     out = []
     for line in lines[1:]:
         row = dict(zip(header, line.split("\t"), strict=True))
-        out.append(RemoteFile(row["name"], row["url"], int(row["bytes"]) if row["bytes"] else None,
-                              row["md5"] or None, row["sha256"] or None))  # fmt: skip
+        out.append(
+            RemoteFile(
+                row["name"],
+                row["url"],
+                int(row["bytes"]) if row["bytes"] else None,
+                row["md5"] or None,
+                row["sha256"] or None,
+            )
+        )
     return out
 
 
@@ -357,8 +364,14 @@ def _transfer(
                 wait if wait is not None else min(policy.backoff * 2 ** (failures - 1), policy.backoff_cap)
             )
             delay = min(delay, policy.retry_after_cap)
-            log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", file.name, exc, delay, failures + 1,
-                        policy.attempts)  # fmt: skip
+            log.warning(
+                "%s: %s; retrying in %.1f s (attempt %d of %d)",
+                file.name,
+                exc,
+                delay,
+                failures + 1,
+                policy.attempts,
+            )
             sleep(delay)
         except OSError as exc:
             if exc.errno == 28:  # ENOSPC
@@ -449,8 +462,13 @@ def extract_archive(
                 shutil.copyfileobj(source, sink, chunk)
             os.replace(tmp, target)
             crcs[info.filename] = info.CRC
-    record = {"archive": archive_path.name, "size": archive_path.stat().st_size, "complete": True,
-              "extracted_at": datetime.now(UTC).isoformat(timespec="seconds"), "members": crcs}  # fmt: skip
+    record = {
+        "archive": archive_path.name,
+        "size": archive_path.stat().st_size,
+        "complete": True,
+        "extracted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "members": crcs,
+    }
     path = _record_path(root, archive_path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.part")
@@ -556,8 +574,10 @@ def resolve_files(client: Any, mirror: str | None, checksum: Checksum) -> tuple[
             f"{base}/{CHECKSUMS_NAME}: HTTP {response.status_code}; is {mirror} a release mirror?"
         )
     md5s = parse_checksums(response.text)
-    files = [RemoteFile(name, f"{base}/{name}", _remote_size(client, f"{base}/{name}"), md5, None)
-             for name, md5 in md5s.items()]  # fmt: skip
+    files = [
+        RemoteFile(name, f"{base}/{name}", _remote_size(client, f"{base}/{name}"), md5, None)
+        for name, md5 in md5s.items()
+    ]
     warnings = []
     if ANNOTATIONS_NAME not in md5s:
         warnings.append(
@@ -780,8 +800,11 @@ def _write_requested(root: Path, plan: Plan, parts: set[int] | None) -> None:
             with zipfile.ZipFile(root / archive.name) as z:
                 names = z.namelist()
         folders.update(n.split("/")[1] for n in names if n.count("/") >= 2)
-    data = {"folders": sorted(folders), "key_slices_only": False,
-            "parts": sorted(set(previous.get("parts", [])) | parts)}  # fmt: skip
+    data = {
+        "folders": sorted(folders),
+        "key_slices_only": False,
+        "parts": sorted(set(previous.get("parts", [])) | parts),
+    }
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
@@ -820,8 +843,11 @@ def verify_release(
         done += 1
         if not path.exists():
             if file.archive_number is not None and extraction_record(root_path, file.name) is None:
-                findings.append(make_finding("archive-missing", f"{file.name}: not on disk and not extracted",
-                                             file=file.name))  # fmt: skip
+                findings.append(
+                    make_finding(
+                        "archive-missing", f"{file.name}: not on disk and not extracted", file=file.name
+                    )
+                )
         else:
             findings.extend(_verify_file(path, file, checksum))
         if progress:
@@ -852,14 +878,23 @@ def verify_release(
 def _verify_file(path: Path, file: RemoteFile, checksum: Checksum) -> list[Finding]:
     size = path.stat().st_size
     if file.size is not None and size != file.size:
-        return [make_finding("archive-size-mismatch", f"{file.name}: {size} bytes, the list says {file.size}",
-                             file=file.name, value=str(size))]  # fmt: skip
+        return [
+            make_finding(
+                "archive-size-mismatch",
+                f"{file.name}: {size} bytes, the list says {file.size}",
+                file=file.name,
+                value=str(size),
+            )
+        ]
     algorithm = _hash_algorithm(file, checksum)
     if algorithm is None:
         if checksum == "size" or file.name == CHECKSUMS_NAME:
             return []
-        return [make_finding("archive-unverified", f"{file.name}: no hash in the file list; size only",
-                             file=file.name)]  # fmt: skip
+        return [
+            make_finding(
+                "archive-unverified", f"{file.name}: no hash in the file list; size only", file=file.name
+            )
+        ]
     found = file_digest(path, algorithm)
     expected = getattr(file, algorithm)
     if found != expected:

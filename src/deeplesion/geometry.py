@@ -49,8 +49,9 @@ class Transform:
 
     def inverse(self) -> Transform:
         """The transform that undoes this one."""
-        return Transform(1 / self.scale_x, 1 / self.scale_y, -self.shift_x / self.scale_x,
-                         -self.shift_y / self.scale_y)  # fmt: skip
+        return Transform(
+            1 / self.scale_x, 1 / self.scale_y, -self.shift_x / self.scale_x, -self.shift_y / self.scale_y
+        )
 
     def points(self, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """(..., 2) points (x, y) -> transformed (..., 2) float64."""

@@ -97,9 +97,12 @@ def expectations(catalog: Catalog, requested: Requested = Requested()) -> dict[s
         first, last = (int(v) for v in catalog.slice_range[i])
         run = runs.setdefault(folder, {}).setdefault(
             (first, last),
-            {"interval": float(catalog.spacing[i, 2]), "size": tuple(int(v) for v in catalog.image_size[i]),
-             "keys": []},
-        )  # fmt: skip
+            {
+                "interval": float(catalog.spacing[i, 2]),
+                "size": tuple(int(v) for v in catalog.image_size[i]),
+                "keys": [],
+            },
+        )
         run["keys"].append((int(catalog.key_slice[i]), name, int(catalog.row[i]) + 2))
     out = {}
     for folder, by_range in runs.items():
@@ -178,8 +181,11 @@ def inspect_folder(
     else:
         present_folder = True
     if expectation is None:
-        add(make_finding("folder-unannotated", f"{where}: {len(names)} file(s), no row in the annotations",
-                         file=where))  # fmt: skip
+        add(
+            make_finding(
+                "folder-unannotated", f"{where}: {len(names)} file(s), no row in the annotations", file=where
+            )
+        )
     numbers: dict[int, str] = {}
     for name in names:
         number = slice_number_of(name)
@@ -197,13 +203,24 @@ def inspect_folder(
         numbers[number] = name
     on_disk = sorted(numbers)
     if on_disk and on_disk[-1] >= 1000:
-        add(make_finding("slice-number-wide", f"{where}: slice numbers reach {on_disk[-1]} (4-digit names)",
-                         file=where, value=str(on_disk[-1])))  # fmt: skip
+        add(
+            make_finding(
+                "slice-number-wide",
+                f"{where}: slice numbers reach {on_disk[-1]} (4-digit names)",
+                file=where,
+                value=str(on_disk[-1]),
+            )
+        )
     runs = expectation.runs if expectation is not None else ()
     if len({r.interval_mm for r in runs}) > 1:
         shown = ", ".join(f"{r.first}-{r.last}: {r.interval_mm:g} mm" for r in runs)
-        add(make_finding("series-mixed-intervals", f"{where}: runs with different slice intervals ({shown})",
-                         file=where))  # fmt: skip
+        add(
+            make_finding(
+                "series-mixed-intervals",
+                f"{where}: runs with different slice intervals ({shown})",
+                file=where,
+            )
+        )
     if expectation is not None:
         _check_runs(report, expectation, set(on_disk), where, present_folder)
     size_of: dict[int, tuple[int, int]] = {}
@@ -252,12 +269,16 @@ def _decode_check(rel: str, path: str, add: Callable[[Finding], None]) -> None:
         )
 
 
-def _check_runs(report: FolderReport, expectation: FolderExpectation, on_disk: set[int], where: str,
-                present_folder: bool) -> None:  # fmt: skip
+def _check_runs(
+    report: FolderReport, expectation: FolderExpectation, on_disk: set[int], where: str, present_folder: bool
+) -> None:
     add = report.findings.append
     if not expectation.requested and not on_disk:
-        add(make_finding("not-requested", f"{where}: not on disk and not requested by the partial download",
-                         file=where))  # fmt: skip
+        add(
+            make_finding(
+                "not-requested", f"{where}: not on disk and not requested by the partial download", file=where
+            )
+        )
         return
     claimed = {n for r in expectation.runs for n in range(r.first, r.last + 1)}
     for run in expectation.runs:
@@ -268,8 +289,11 @@ def _check_runs(report: FolderReport, expectation: FolderExpectation, on_disk: s
                 add(make_finding("key-slice-missing", message, file=path, value=file_name))
         if not present_folder:
             continue
-        missing = [n for n in range(run.first, run.last + 1) if n not in on_disk and n not in
-                   {k for k, _, _ in run.keys}]  # fmt: skip
+        missing = [
+            n
+            for n in range(run.first, run.last + 1)
+            if n not in on_disk and n not in {k for k, _, _ in run.keys}
+        ]
         for start, end in _gaps(missing):
             path = slice_path(expectation.folder, start)
             span = f"{start:03d}" if start == end else f"{start:03d}-{end:03d}"
@@ -278,8 +302,14 @@ def _check_runs(report: FolderReport, expectation: FolderExpectation, on_disk: s
                 message = f"{where}: context slice(s) {span} of run {run.first}-{run.last} not downloaded"
                 add(make_finding("not-requested", message + " (key slices only)", file=path, value=span))
             else:
-                add(make_finding("slice-missing", f"{where}: {count} context slice(s) {span} of run "
-                                 f"{run.first}-{run.last} missing", file=path, value=span))  # fmt: skip
+                add(
+                    make_finding(
+                        "slice-missing",
+                        f"{where}: {count} context slice(s) {span} of run {run.first}-{run.last} missing",
+                        file=path,
+                        value=span,
+                    )
+                )
         # the run's extent on disk: its slices plus any neighbours that no other run claims
         others = claimed - set(range(run.first, run.last + 1))
         block = {n for n in on_disk if run.first <= n <= run.last}
@@ -292,8 +322,14 @@ def _check_runs(report: FolderReport, expectation: FolderExpectation, on_disk: s
         if low is not None and high is not None and (low, high) != (run.first, run.last):
             if expectation.key_slices_only and low >= run.first and high <= run.last:
                 continue
-            add(make_finding("run-differs", f"{where}: slices {low}-{high} on disk, Slice_range says "
-                             f"{run.first}-{run.last}", file=where, value=f"{low}-{high}"))  # fmt: skip
+            add(
+                make_finding(
+                    "run-differs",
+                    f"{where}: slices {low}-{high} on disk, Slice_range says {run.first}-{run.last}",
+                    file=where,
+                    value=f"{low}-{high}",
+                )
+            )
 
 
 @dataclass

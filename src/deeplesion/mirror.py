@@ -121,9 +121,12 @@ class MirrorServer:
         directory: Path
 
     def __init__(
-        self, directory: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
+        self,
+        directory: str | os.PathLike[str],
+        host: str = "127.0.0.1",
+        port: int = 0,
         handler: type[MirrorHandler] = MirrorHandler,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.httpd = self._Server((host, port), handler)
         self.httpd.directory = Path(directory).resolve()
         self._thread: threading.Thread | None = None
@@ -136,8 +139,9 @@ class MirrorServer:
 
     def start(self) -> MirrorServer:
         """Serve in a background thread (until :meth:`stop`)."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 

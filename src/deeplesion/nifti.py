@@ -178,8 +178,12 @@ def read_subvolume(path: str | os.PathLike[str]) -> SubVolume:
     data, spacing = read_nifti_display(path)
     if data.shape[0] != last - first + 1:
         raise ImageError(f"{path}: {data.shape[0]} slices, the name says {first}-{last}")
-    return SubVolume(data.astype(np.int16, copy=False), np.arange(first, last + 1, dtype=np.int64), spacing,
-                     file_layout(path))  # fmt: skip
+    return SubVolume(
+        data.astype(np.int16, copy=False),
+        np.arange(first, last + 1, dtype=np.int64),
+        spacing,
+        file_layout(path),
+    )
 
 
 def read_nifti_display(path: str | os.PathLike[str]) -> tuple[npt.NDArray[Any], tuple[float, float, float]]:
@@ -357,8 +361,17 @@ def export_nifti(
     target.mkdir(parents=True, exist_ok=True)
     # largest folders first, so that a long series does not finish alone at the end (better balance)
     folders.sort(key=lambda f: -sum(1 for _ in os.scandir(images / f)))
-    calls = [(str(root_path), f, tuple(sorted(runs.get(f, {}).values(), key=lambda r: r.first)), str(target),
-              layout, force) for f in folders]  # fmt: skip
+    calls = [
+        (
+            str(root_path),
+            f,
+            tuple(sorted(runs.get(f, {}).values(), key=lambda r: r.first)),
+            str(target),
+            layout,
+            force,
+        )
+        for f in folders
+    ]
     summary = ExportSummary(target, layout, series=len(folders))
     for result in map_calls(export_series, calls, jobs=jobs, scheduler=scheduler, progress=progress):
         summary.written += len(result.written)

@@ -61,9 +61,11 @@ def map_calls(
 
 
 def _on_dask(
-    func: Callable[..., R], calls: Sequence[tuple[Any, ...]], address: str,
+    func: Callable[..., R],
+    calls: Sequence[tuple[Any, ...]],
+    address: str,
     progress: Callable[[int, int], None] | None,
-) -> Iterator[R]:  # fmt: skip
+) -> Iterator[R]:
     try:
         from distributed import Client, as_completed
     except ImportError:

@@ -232,8 +232,9 @@ class Release:
             return found[0]
         return self.catalog[which]
 
-    def read_slice(self, folder: str, slice_number: int, *, image_size: tuple[int, int] | None = None
-                   ) -> npt.NDArray[np.int16]:  # fmt: skip
+    def read_slice(
+        self, folder: str, slice_number: int, *, image_size: tuple[int, int] | None = None
+    ) -> npt.NDArray[np.int16]:
         """One slice as (H, W) int16 HU (``image_size`` = (width, height) to check)."""
         return read_slice_hu(self.path(folder, slice_number), expected_size=image_size)
 
@@ -289,10 +290,15 @@ class Release:
             raise ImageError(f"{self.path(lesion.folder, lesion.key_slice)}: key slice not on disk")
         size = lesion.image_size
         return build_stack(
-            lesion.key_slice, plan, available,
-            lambda n: self.read_slice(lesion.folder, n, image_size=size), crop_box=crop_box,
-            preloaded=preloaded, gain=gain, offset=offset,
-        )  # fmt: skip
+            lesion.key_slice,
+            plan,
+            available,
+            lambda n: self.read_slice(lesion.folder, n, image_size=size),
+            crop_box=crop_box,
+            preloaded=preloaded,
+            gain=gain,
+            offset=offset,
+        )
 
     def sample(
         self,
@@ -326,8 +332,16 @@ class Release:
         low, high = resolve_window(window)
         top = 1.0 if scale == "unit" else 255.0
         gain = top / (high - low)
-        stack = self.context(lesion, slices=slices, interval_mm=interval_mm, mode=mode, crop_box=box,
-                             preloaded={lesion.key_slice: key}, gain=gain, offset=-low * gain)  # fmt: skip
+        stack = self.context(
+            lesion,
+            slices=slices,
+            interval_mm=interval_mm,
+            mode=mode,
+            crop_box=box,
+            preloaded={lesion.key_slice: key},
+            gain=gain,
+            offset=-low * gain,
+        )
         image = np.clip(stack.hu, 0.0, top, out=stack.hu)
         _, transform = crop(key, box)
         if target_mm is not None:

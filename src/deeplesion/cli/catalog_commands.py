@@ -182,18 +182,31 @@ def validate(
     stats: dict[str, int] = {}
     if inventory_root is not None:
         with progress_bar("checking series folders", progress) as update:
-            inventory = run_inventory(inventory_root, catalog, full=full, jobs=jobs, scheduler=scheduler,
-                                      progress=update)  # fmt: skip
+            inventory = run_inventory(
+                inventory_root, catalog, full=full, jobs=jobs, scheduler=scheduler, progress=update
+            )
         findings += inventory.findings
-        stats = {"folders": inventory.folders, "slices": inventory.slices, "bytes": inventory.bytes,
-                 "decoded": inventory.decoded}  # fmt: skip
+        stats = {
+            "folders": inventory.folders,
+            "slices": inventory.slices,
+            "bytes": inventory.bytes,
+            "decoded": inventory.decoded,
+        }
     counts = count_by_severity(findings)
     by_code = Counter(f.code for f in findings)
     if json:
-        print_json({"source": catalog.source, "root": None if inventory_root is None else str(inventory_root),
-                    "mode": "full" if full else "quick", "rows_checked": len(catalog), **stats,
-                    "counts": counts, "by_code": dict(sorted(by_code.items())),
-                    "findings": [f.to_dict() for f in findings]})  # fmt: skip
+        print_json(
+            {
+                "source": catalog.source,
+                "root": None if inventory_root is None else str(inventory_root),
+                "mode": "full" if full else "quick",
+                "rows_checked": len(catalog),
+                **stats,
+                "counts": counts,
+                "by_code": dict(sorted(by_code.items())),
+                "findings": [f.to_dict() for f in findings],
+            }
+        )
     else:
         shown: Counter[str] = Counter()
         for f in findings:
@@ -202,8 +215,11 @@ def validate(
                 print(f.line_text())
         hidden = {code: n - limit for code, n in by_code.items() if n > limit}
         if hidden:
-            print("(not shown: " + ", ".join(f"{n} more {code}" for code, n in sorted(hidden.items()))
-                  + "; use --limit or --json)")  # fmt: skip
+            print(
+                "(not shown: "
+                + ", ".join(f"{n} more {code}" for code, n in sorted(hidden.items()))
+                + "; use --limit or --json)"
+            )
         print(f"\n{'code':<28}{'severity':<10}{'count':>7}")
         for code, n in sorted(by_code.items(), key=lambda kv: (list(CODES).index(kv[0]), kv[0])):
             print(f"{code:<28}{CODES[code][0]!s:<10}{n:>7}")

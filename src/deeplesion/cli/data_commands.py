@@ -76,14 +76,25 @@ def download(
     from deeplesion import download as dl
 
     wanted = dl.parse_parts(parts)
-    common: dict[str, Any] = dict(parts=wanted, jobs=jobs, mirror=mirror, extract=not no_extract,
-                                  keep_zips=keep_zips, checksum=checksum.value)  # fmt: skip
+    common: dict[str, Any] = dict(
+        parts=wanted,
+        jobs=jobs,
+        mirror=mirror,
+        extract=not no_extract,
+        keep_zips=keep_zips,
+        checksum=checksum.value,
+    )
     if dry_run:
         plan = dl.download(root, dry_run=True, **common)
         assert isinstance(plan, dl.Plan)
-        document = {"root": str(root), "files": [f.name for f in plan.files], "present": plan.present,
-                    "bytes_to_transfer": plan.to_transfer, "unknown_sizes": plan.unknown_sizes,
-                    "peak_disk_bytes": plan.peak_bytes}  # fmt: skip
+        document = {
+            "root": str(root),
+            "files": [f.name for f in plan.files],
+            "present": plan.present,
+            "bytes_to_transfer": plan.to_transfer,
+            "unknown_sizes": plan.unknown_sizes,
+            "peak_disk_bytes": plan.peak_bytes,
+        }
         if json:
             print_json(document)
         else:
@@ -107,30 +118,42 @@ def download(
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
-        )  # fmt: skip
+        )
 
         from deeplesion.cli.common import stderr_console
 
         plan = dl.download(root, dry_run=True, **common)
         assert isinstance(plan, dl.Plan)
-        columns = (TextColumn("{task.description:<22}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn())  # fmt: skip
+        columns = (
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=stderr_console()) as progress:
             summary = dl.download(root, reporter=RichReporter(progress, plan.to_transfer), **common)
     assert isinstance(summary, dl.Summary)
     document = {
-        "root": str(root), "downloaded": summary.downloaded, "resumed": summary.resumed,
-        "already_present": summary.present, "extracted": summary.extracted,
-        "already_extracted": summary.already_extracted, "zips_removed": summary.zips_removed,
-        "bytes_transferred": summary.transferred, "seconds": round(summary.seconds, 2),
+        "root": str(root),
+        "downloaded": summary.downloaded,
+        "resumed": summary.resumed,
+        "already_present": summary.present,
+        "extracted": summary.extracted,
+        "already_extracted": summary.already_extracted,
+        "zips_removed": summary.zips_removed,
+        "bytes_transferred": summary.transferred,
+        "seconds": round(summary.seconds, 2),
         "warnings": summary.warnings,
-    }  # fmt: skip
+    }
     if json:
         print_json(document)
     else:
-        counts = (f"downloaded {len(summary.downloaded)}, resumed {len(summary.resumed)}, already present "
-                  f"{len(summary.present)}; extracted {len(summary.extracted)} "
-                  f"(already {len(summary.already_extracted)})")  # fmt: skip
+        counts = (
+            f"downloaded {len(summary.downloaded)}, resumed {len(summary.resumed)}, already present "
+            f"{len(summary.present)}; extracted {len(summary.extracted)} "
+            f"(already {len(summary.already_extracted)})"
+        )
         print(f"{counts}; {dl.human_bytes(summary.transferred)} in {summary.seconds:.1f} s")
 
 

@@ -38,10 +38,15 @@ def synth(
             out, patients=patients, seed=seed, zips=zips, quirks=quirks, force=force, progress=update
         )
     summary = {
-        "out": str(result.root), "patients": result.patients, "lesions": result.lesions,
-        "key_slices": result.key_slices, "slices": result.slices, "bytes": result.bytes_written,
-        "zips": result.zips, "quirks": result.quirks,
-    }  # fmt: skip
+        "out": str(result.root),
+        "patients": result.patients,
+        "lesions": result.lesions,
+        "key_slices": result.key_slices,
+        "slices": result.slices,
+        "bytes": result.bytes_written,
+        "zips": result.zips,
+        "quirks": result.quirks,
+    }
     if json:
         print_json(summary)
     else:

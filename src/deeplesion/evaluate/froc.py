@@ -61,10 +61,12 @@ def overlaps(
     ndarray
         (P,) float64.
     """
-    iw = np.maximum(np.minimum(detections[:, 2], lesions[:, 2]) - np.maximum(detections[:, 0], lesions[:, 0])
-                    + 1.0, 0.0)  # fmt: skip
-    ih = np.maximum(np.minimum(detections[:, 3], lesions[:, 3]) - np.maximum(detections[:, 1], lesions[:, 1])
-                    + 1.0, 0.0)  # fmt: skip
+    iw = np.maximum(
+        np.minimum(detections[:, 2], lesions[:, 2]) - np.maximum(detections[:, 0], lesions[:, 0]) + 1.0, 0.0
+    )
+    ih = np.maximum(
+        np.minimum(detections[:, 3], lesions[:, 3]) - np.maximum(detections[:, 1], lesions[:, 1]) + 1.0, 0.0
+    )
     inters = iw * ih
     det_area = (detections[:, 2] - detections[:, 0] + 1.0) * (detections[:, 3] - detections[:, 1] + 1.0)
     if iobb:

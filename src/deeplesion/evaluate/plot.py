@@ -68,8 +68,9 @@ def plot_froc(
             )
         if len(curves) == 1:
             for level, value in reading.items():
-                ax.annotate(f"{value:.3f}", (level, value), textcoords="offset points", xytext=(4, -12),
-                            fontsize=8)  # fmt: skip
+                ax.annotate(
+                    f"{value:.3f}", (level, value), textcoords="offset points", xytext=(4, -12), fontsize=8
+                )
     ax.set_xscale("log", base=2)
     ax.set_xlim(low / 2, high * 1.2)
     ax.set_ylim(0.0, 1.0)

@@ -57,8 +57,14 @@ class Predictions:
 
     def take(self, mask: npt.NDArray[np.bool_]) -> Predictions:
         """The rows where ``mask`` is True."""
-        return Predictions(self.file_name[mask], self.boxes[mask], self.score[mask], self.line[mask],
-                           self.source, self.problems)  # fmt: skip
+        return Predictions(
+            self.file_name[mask],
+            self.boxes[mask],
+            self.score[mask],
+            self.line[mask],
+            self.source,
+            self.problems,
+        )
 
 
 def _fail_or_skip(message: str, lenient: bool, problems: list[str]) -> None:
@@ -68,8 +74,14 @@ def _fail_or_skip(message: str, lenient: bool, problems: list[str]) -> None:
     problems.append(message)
 
 
-def _validate(file_name: list[str], values: npt.NDArray[np.float64], lines: npt.NDArray[np.int64], label: str,
-              lenient: bool, problems: list[str]) -> npt.NDArray[np.bool_]:  # fmt: skip
+def _validate(
+    file_name: list[str],
+    values: npt.NDArray[np.float64],
+    lines: npt.NDArray[np.int64],
+    label: str,
+    lenient: bool,
+    problems: list[str],
+) -> npt.NDArray[np.bool_]:
     """Rows that are usable; errors (or warnings) for the others."""
     finite = np.asarray(np.isfinite(values).all(axis=1))
     ordered = (values[:, 2] >= values[:, 0]) & (values[:, 3] >= values[:, 1])

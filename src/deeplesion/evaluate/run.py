@@ -104,8 +104,10 @@ def assign(predictions: Predictions, truth: GroundTruth, *, lenient: bool = Fals
     outside = ~evaluated & ~in_split
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
-        message = (f"{predictions.source}:{predictions.line[i]}: {names[i]} is not a slice of the evaluated "
-                   f"split ({int(outside.sum())} such prediction(s))")  # fmt: skip
+        message = (
+            f"{predictions.source}:{predictions.line[i]}: {names[i]} is not a slice of the evaluated "
+            f"split ({int(outside.sum())} such prediction(s))"
+        )
         if not lenient:
             raise PredictionError(message + "; evaluate another --split, or pass --lenient to skip them")
         log.warning("%s; skipped", message)
@@ -130,9 +132,13 @@ def _result(curve: Curve, levels: Sequence[float], protocol: Protocol) -> dict[s
 
 
 def _run(
-    truth: GroundTruth, detections: Detections, lesion_mask: npt.NDArray[np.bool_] | None,
-    image_mask: npt.NDArray[np.bool_] | None, iou: float, iobb: bool,
-) -> tuple[Events, Curve, int]:  # fmt: skip
+    truth: GroundTruth,
+    detections: Detections,
+    lesion_mask: npt.NDArray[np.bool_] | None,
+    image_mask: npt.NDArray[np.bool_] | None,
+    iou: float,
+    iobb: bool,
+) -> tuple[Events, Curve, int]:
     """Match within a stratum: ``lesion_mask`` filters lesions only; ``image_mask`` filters images."""
     num_images = len(truth.file_names)
     keep_lesion = np.ones(len(truth.lesion_image), dtype=bool) if lesion_mask is None else lesion_mask.copy()
@@ -144,10 +150,14 @@ def _run(
         image_index = np.cumsum(image_mask) - 1
         num_images = int(image_mask.sum())
     events = match(
-        image_index[detections.image[det_keep]], detections.boxes[det_keep],
-        image_index[truth.lesion_image[keep_lesion]], truth.lesion_boxes[keep_lesion], num_images,
-        threshold=iou, iobb=iobb,
-    )  # fmt: skip
+        image_index[detections.image[det_keep]],
+        detections.boxes[det_keep],
+        image_index[truth.lesion_image[keep_lesion]],
+        truth.lesion_boxes[keep_lesion],
+        num_images,
+        threshold=iou,
+        iobb=iobb,
+    )
     curve = curve_from_events(events.hits, events.false_positive, num_images, int(keep_lesion.sum()))
     return events, curve, int(det_keep.sum())
 
@@ -188,8 +198,12 @@ def _bootstrap(
         per_image = counts[patient_of_image]
         repeat = per_image[events.image]
         order = np.repeat(np.arange(len(events.image)), repeat)  # copies stay next to each other
-        curve = curve_from_events(events.hits[order], events.false_positive[order], int(per_image.sum()),
-                                  int((per_image * lesions_per_image).sum()))  # fmt: skip
+        curve = curve_from_events(
+            events.hits[order],
+            events.false_positive[order],
+            int(per_image.sum()),
+            int((per_image * lesions_per_image).sum()),
+        )
         reading = read_levels(curve, tuple(keys), protocol).sensitivity
         samples[b] = [reading[k] for k in keys]
     low, high = np.percentile(samples, [2.5, 97.5], axis=0)
@@ -273,14 +287,19 @@ def evaluate(
     truth = ground_truth(catalog, split_enum)
     detections = assign(predictions, truth, lenient=lenient)
     events, curve, used = _run(truth, detections, None, None, iou, iobb)
-    notes = [f"frame: boxes compared in original image pixels (0-based); {FRAME!r} is 3DCE's frame, MULAN "
-             "published numbers computed in its resized network frame"]  # fmt: skip
+    notes = [
+        f"frame: boxes compared in original image pixels (0-based); {FRAME!r} is 3DCE's frame, MULAN "
+        "published numbers computed in its resized network frame"
+    ]
     if detections.ignored:
-        notes.append(f"{detections.ignored} prediction(s) on slices of the split that are not evaluated "
-                     "key slices were ignored")  # fmt: skip
+        notes.append(
+            f"{detections.ignored} prediction(s) on slices of the split that are not evaluated "
+            "key slices were ignored"
+        )
     if predictions.problems or detections.outside_split:
-        notes.append(f"{len(predictions.problems) + detections.outside_split} prediction row(s) skipped "
-                     "(--lenient)")  # fmt: skip
+        notes.append(
+            f"{len(predictions.problems) + detections.outside_split} prediction row(s) skipped (--lenient)"
+        )
     overall = _result(curve, levels, protocol)
     result: dict[str, Any] = {
         "protocol": protocol,
@@ -315,9 +334,14 @@ def evaluate(
                 }
             )
             curves[name] = stratum_curve
-        rule = ("lesion strata: ground truth filtered, every detection kept (a hit on a lesion outside the "
-                "stratum counts as a false positive, as in the references)") if by != "interval" else (
-                "image strata: images, their lesions and their detections filtered")  # fmt: skip
+        rule = (
+            (
+                "lesion strata: ground truth filtered, every detection kept (a hit on a lesion outside the "
+                "stratum counts as a false positive, as in the references)"
+            )
+            if by != "interval"
+            else ("image strata: images, their lesions and their detections filtered")
+        )
         result["by"] = by
         result["strata_rule"] = rule
         result["strata"] = strata

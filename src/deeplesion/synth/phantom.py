@@ -67,18 +67,27 @@ class Body:
 def random_body(rng: np.random.Generator) -> Body:
     """A plausible adult body (widths 150-195 mm, fat 8-35 mm)."""
     half_width = float(rng.uniform(150.0, 190.0))
-    vessels = np.column_stack([
-        rng.uniform(-0.8, 0.8, 40), rng.uniform(-0.8, 0.8, 40), rng.choice([-1.0, 1.0], 40),
-        rng.uniform(0.8, 2.6, 40), rng.uniform(-0.15, 0.15, 40),
-    ])  # fmt: skip
+    vessels = np.column_stack(
+        [
+            rng.uniform(-0.8, 0.8, 40),
+            rng.uniform(-0.8, 0.8, 40),
+            rng.choice([-1.0, 1.0], 40),
+            rng.uniform(0.8, 2.6, 40),
+            rng.uniform(-0.15, 0.15, 40),
+        ]
+    )
     length = float(rng.uniform(560.0, 660.0))
     loops = 36
-    bowel = np.column_stack([
-        rng.uniform(-0.5, 0.5, loops) * half_width, rng.uniform(-0.5, 0.2, loops) * half_width * 0.62,
-        rng.uniform(0.52, 0.88, loops) * length, rng.uniform(10.0, 22.0, loops),
-        rng.uniform(20.0, 50.0, loops),
-        (rng.random(loops) < 0.25).astype(float),
-    ])  # fmt: skip
+    bowel = np.column_stack(
+        [
+            rng.uniform(-0.5, 0.5, loops) * half_width,
+            rng.uniform(-0.5, 0.2, loops) * half_width * 0.62,
+            rng.uniform(0.52, 0.88, loops) * length,
+            rng.uniform(10.0, 22.0, loops),
+            rng.uniform(20.0, 50.0, loops),
+            (rng.random(loops) < 0.25).astype(float),
+        ]
+    )
     return Body(
         half_width_mm=half_width,
         half_depth_mm=half_width * float(rng.uniform(0.62, 0.72)),
@@ -176,23 +185,43 @@ class Painter:
             self.image,
             (round(col * SCALE), round(row * SCALE)),
             (max(round(a / s * SCALE), 1), max(round(b / s * SCALE), 1)),
-            angle_deg, 0.0, 360.0, float(hu), thickness=-1, lineType=cv2.LINE_8, shift=SHIFT,
-        )  # fmt: skip
+            angle_deg,
+            0.0,
+            360.0,
+            float(hu),
+            thickness=-1,
+            lineType=cv2.LINE_8,
+            shift=SHIFT,
+        )
 
     def ring(
-        self, x: float, y: float, a: float, b: float, hu: float, thickness_mm: float,
-        start_deg: float = 0.0, end_deg: float = 360.0,
-    ) -> None:  # fmt: skip
+        self,
+        x: float,
+        y: float,
+        a: float,
+        b: float,
+        hu: float,
+        thickness_mm: float,
+        start_deg: float = 0.0,
+        end_deg: float = 360.0,
+    ) -> None:
         """An elliptical band or arc (a curved table top, a bowel wall); angles clockwise from +x."""
         import cv2
 
         col, row = self.geometry.to_px(x, y)
         s = self.geometry.spacing
         cv2.ellipse(
-            self.image, (round(col * SCALE), round(row * SCALE)),
-            (max(round(a / s * SCALE), 1), max(round(b / s * SCALE), 1)), 0.0, start_deg, end_deg, float(hu),
-            thickness=max(round(thickness_mm / s), 1), lineType=cv2.LINE_8, shift=SHIFT,
-        )  # fmt: skip
+            self.image,
+            (round(col * SCALE), round(row * SCALE)),
+            (max(round(a / s * SCALE), 1), max(round(b / s * SCALE), 1)),
+            0.0,
+            start_deg,
+            end_deg,
+            float(hu),
+            thickness=max(round(thickness_mm / s), 1),
+            lineType=cv2.LINE_8,
+            shift=SHIFT,
+        )
 
 
 def lesion_mask(

@@ -76,9 +76,15 @@ LESION_KINDS: dict[str, tuple[float, tuple[float, float], tuple[float, float], t
 }
 
 QUIRKS = (
-    "nan-age", "missing-slice", "unreadable-png", "png-8bit", "size-768", "fractional-window",
-    "box-past-edge", "slice-number-1000",
-)  # fmt: skip
+    "nan-age",
+    "missing-slice",
+    "unreadable-png",
+    "png-8bit",
+    "size-768",
+    "fractional-window",
+    "box-past-edge",
+    "slice-number-1000",
+)
 """The quirks ``--quirks`` plants, each a real oddity of the release."""
 
 
@@ -236,10 +242,18 @@ def plan_release(patients: int, seed: int, *, quirks: bool = False) -> list[Pati
         for s in range(n_studies):
             growth = 1.0 if s == 0 else float(rng.uniform(0.7, 1.3))
             interval = float(rng.choice(INTERVALS_MM, p=INTERVAL_WEIGHTS))
-            series_plans.append(_series_plan(
-                index, s + 1, 2 if rng.random() < 0.1 else 1, body, [_grown(x, growth) for x in lesions],
-                interval, base_age + s * float(rng.uniform(0.2, 1.5)), rng,
-            ))  # fmt: skip
+            series_plans.append(
+                _series_plan(
+                    index,
+                    s + 1,
+                    2 if rng.random() < 0.1 else 1,
+                    body,
+                    [_grown(x, growth) for x in lesions],
+                    interval,
+                    base_age + s * float(rng.uniform(0.2, 1.5)),
+                    rng,
+                )
+            )
         plans.append(PatientPlan(index, body, sex, splits[p], series_plans))
     if quirks:
         _plan_quirk_series(plans, seed)
@@ -251,14 +265,27 @@ def plan_release(patients: int, seed: int, *, quirks: bool = False) -> list[Pati
 
 
 def _series_plan(
-    patient: int, study: int, series: int, body: Body, lesions: list[Lesion3D], interval: float, age: float,
-    rng: np.random.Generator, *, size: int = 512, scan: str | None = None, spacing: float | None = None,
+    patient: int,
+    study: int,
+    series: int,
+    body: Body,
+    lesions: list[Lesion3D],
+    interval: float,
+    age: float,
+    rng: np.random.Generator,
+    *,
+    size: int = 512,
+    scan: str | None = None,
+    spacing: float | None = None,
     z_first: float | None = None,
-) -> SeriesPlan:  # fmt: skip
+) -> SeriesPlan:
     scan = scan or str(rng.choice(["cap", "cap", "chest", "abdomen"]))
     length = body.length_mm
-    z_start, z_end = {"cap": (-20.0, length + 20.0), "chest": (-30.0, 0.45 * length),
-                      "abdomen": (0.28 * length, length + 20.0)}[scan]  # fmt: skip
+    z_start, z_end = {
+        "cap": (-20.0, length + 20.0),
+        "chest": (-30.0, 0.45 * length),
+        "abdomen": (0.28 * length, length + 20.0),
+    }[scan]
     if z_first is not None:
         z_start = z_first
     # the scanner's field of view fits the body: spacing 0.6-0.98 mm for a 512 px image
@@ -270,8 +297,9 @@ def _series_plan(
     count = int((z_end - z_start) // interval) + 1
     inside = [i for i, x in enumerate(lesions) if z_start + 5.0 < x.center[2] < z_end - 5.0]
     annotated = [i for i in inside if rng.random() < 0.85] or inside[:1]
-    return SeriesPlan(patient, study, series, geometry, interval, z_start, count, lesions, annotated,
-                      round(age))  # fmt: skip
+    return SeriesPlan(
+        patient, study, series, geometry, interval, z_start, count, lesions, annotated, round(age)
+    )
 
 
 def _plan_quirk_series(plans: list[PatientPlan], seed: int) -> None:
@@ -281,8 +309,9 @@ def _plan_quirk_series(plans: list[PatientPlan], seed: int) -> None:
     first = plans[0]
     study = len(first.series) + 1
     body = first.body
-    big = _series_plan(first.index, study, 1, body, list(first.series[0].lesions), 5.0, 60.0, rng,
-                       size=768, scan="cap")  # fmt: skip
+    big = _series_plan(
+        first.index, study, 1, body, list(first.series[0].lesions), 5.0, 60.0, rng, size=768, scan="cap"
+    )
     big.annotated = list(range(len(big.lesions)))
     first.series.append(big)
 
@@ -294,8 +323,19 @@ def _plan_quirk_series(plans: list[PatientPlan], seed: int) -> None:
     x_mm = (col - (size - 1) / 2.0) * spacing
     edge = Lesion3D((x_mm, 0.0, z), (5.0, 4.0, 5.0), 0.0, 40.0, "soft_tissue")
     lesions = [x for x in host.series[0].lesions if not _overlaps(edge, [x])] + [edge]
-    wide = _series_plan(host.index, len(host.series) + 1, 1, body, lesions, 1.0, 61.0, rng,
-                        scan="cap", spacing=spacing, z_first=-760.0)  # fmt: skip
+    wide = _series_plan(
+        host.index,
+        len(host.series) + 1,
+        1,
+        body,
+        lesions,
+        1.0,
+        61.0,
+        rng,
+        scan="cap",
+        spacing=spacing,
+        z_first=-760.0,
+    )
     wide.annotated = [len(lesions) - 1]
     host.series.append(wide)
 
@@ -402,14 +442,27 @@ def make_synthetic_release(
         }
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         size = sum(f.stat().st_size for f in stage.rglob("*") if f.is_file())
-    return SynthResult(Path(out), patients, len(records), catalog.num_key_slices, manifest["slices"], size,
-                       archive_names, planted)  # fmt: skip
+    return SynthResult(
+        Path(out),
+        patients,
+        len(records),
+        catalog.num_key_slices,
+        manifest["slices"],
+        size,
+        archive_names,
+        planted,
+    )
 
 
 def _write_series(
-    root: Path, plan: PatientPlan, series: SeriesPlan, seed: int,
-    progress: Callable[[int, int], None] | None, done: int, total: int,
-) -> tuple[list[tuple[Lesion, str]], int]:  # fmt: skip
+    root: Path,
+    plan: PatientPlan,
+    series: SeriesPlan,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+    done: int,
+    total: int,
+) -> tuple[list[tuple[Lesion, str]], int]:
     """Render and write every slice of the series' runs; measure its key slices."""
     rng = np.random.default_rng([seed, plan.index, series.study, series.series, 7])
     noise = NoiseBank(series.geometry.size, NOISE_SIGMA_HU, rng)
@@ -446,25 +499,43 @@ def _measure(plan: PatientPlan, series: SeriesPlan, index: int, rng: np.random.G
     # readers click between pixel centres: a little sub-pixel jitter, kept on the lesion's boundary pixel
     recist = np.round(recist + rng.uniform(-0.3, 0.3, recist.shape), 3)
     box = np.round(np.concatenate([recist.min(0) - BOX_PADDING_PX, recist.max(0) + BOX_PADDING_PX]), 3)
-    diameters = (round(float(np.linalg.norm(recist[0] - recist[1])), 4),
-                 round(float(np.linalg.norm(recist[2] - recist[3])), 4))  # fmt: skip
+    diameters = (
+        round(float(np.linalg.norm(recist[0] - recist[1])), 4),
+        round(float(np.linalg.norm(recist[2] - recist[3])), 4),
+    )
     bx, by = plan.body.outline(z)
-    location = tuple(round(float(np.clip(v, 0.0, 1.0)), 6) for v in (
-        (lesion3d.center[0] + bx) / (2 * bx), (lesion3d.center[1] + by) / (2 * by), z / plan.body.length_mm,
-    ))  # fmt: skip
+    location = tuple(
+        round(float(np.clip(v, 0.0, 1.0)), 6)
+        for v in (
+            (lesion3d.center[0] + bx) / (2 * bx),
+            (lesion3d.center[1] + by) / (2 * by),
+            z / plan.body.length_mm,
+        )
+    )
     kind = lesion3d.kind
     window = (-1500.0, 500.0) if kind == "lung" else (-175.0, 275.0)
     return Lesion(
         file_name=key_file_name(series.patient, series.study, series.series, key),
-        patient=series.patient, study=series.study, series=series.series, key_slice=key,
-        recist=recist, box=box, diameters_px=diameters,
+        patient=series.patient,
+        study=series.study,
+        series=series.series,
+        key_slice=key,
+        recist=recist,
+        box=box,
+        diameters_px=diameters,
         location=location,  # type: ignore[arg-type]
         lesion_type=LesionType.parse(kind) if plan.split is not Split.TRAIN else LesionType.UNKNOWN,
-        noisy=False, slice_range=_run_of(series, key),
+        noisy=False,
+        slice_range=_run_of(series, key),
         spacing=(geometry.spacing, geometry.spacing, series.interval),
-        image_size=(geometry.size, geometry.size), window=window, sex=plan.sex, age=series.age,
-        split=plan.split, row=0, lesion_index=None,
-    )  # fmt: skip
+        image_size=(geometry.size, geometry.size),
+        window=window,
+        sex=plan.sex,
+        age=series.age,
+        split=plan.split,
+        row=0,
+        lesion_index=None,
+    )
 
 
 def _mark_noisy(records: list[Lesion], seed: int) -> None:
@@ -498,13 +569,25 @@ def _plant_quirks(
 
     for i, lesion in enumerate(records):
         if lesion.image_size[0] == 768:
-            entry("size-768", "size-not-512", file=csv, line=i + 2, file_name=lesion.file_name,
-                  path=f"Images_png/{lesion.folder}")  # fmt: skip
+            entry(
+                "size-768",
+                "size-not-512",
+                file=csv,
+                line=i + 2,
+                file_name=lesion.file_name,
+                path=f"Images_png/{lesion.folder}",
+            )
             break
     for i, lesion in enumerate(records):
         if lesion.key_slice >= 1000:
-            entry("slice-number-1000", "slice-number-wide", file=csv, line=i + 2, file_name=lesion.file_name,
-                  path=f"Images_png/{lesion.folder}")  # fmt: skip
+            entry(
+                "slice-number-1000",
+                "slice-number-wide",
+                file=csv,
+                line=i + 2,
+                file_name=lesion.file_name,
+                path=f"Images_png/{lesion.folder}",
+            )
         if lesion.box[2] > lesion.image_size[0] - 1 or lesion.box[0] < 0:
             entry("box-past-edge", "box-outside-image", file=csv, line=i + 2, file_name=lesion.file_name)
     ordinary = [i for i, x in enumerate(records) if x.image_size[0] == 512 and x.key_slice < 1000]
@@ -513,8 +596,13 @@ def _plant_quirks(
     records[nan_row] = _replace(records[nan_row], age=None)
     entry("nan-age", "age-missing", file=csv, line=nan_row + 2, file_name=records[nan_row].file_name)
     records[window_row] = _replace(records[window_row], window=(-177.5, 307.5))
-    entry("fractional-window", "window-fractional", file=csv, line=window_row + 2,
-          file_name=records[window_row].file_name)  # fmt: skip
+    entry(
+        "fractional-window",
+        "window-fractional",
+        file=csv,
+        line=window_row + 2,
+        file_name=records[window_row].file_name,
+    )
 
     # file-level quirks on non-key slices strictly inside a run, in different series where possible
     keys = {(x.folder, x.key_slice) for x in records}
