@@ -24,8 +24,9 @@ $(DEV_STAMP): pyproject.toml constraints-torch.txt | $(BIN)/python
 	$(PIP) install --quiet -c constraints-torch.txt -e ".[dev]"
 	touch $(CORE_STAMP) $@
 
+# The outputs (synthetic release, NIfTI, COCO, report.html, plots) stay in ./demo-out to look at.
 demo: $(CORE_STAMP)
-	$(BIN)/deeplesion demo
+	$(BIN)/deeplesion demo --out demo-out
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks
