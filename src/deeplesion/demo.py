@@ -291,8 +291,6 @@ def run_demo(
             s.run(ctx)
             say(f"-- {s.name} done in {time.perf_counter() - start:.1f} s")
         if out is None:
-            say(
-                f"\n(the outputs were in a temporary folder, now removed: `deeplesion demo --out DIR` keeps them)"
-            )
+            say("\n(the outputs were in a temporary folder, now removed; `--out DIR` keeps them)")
         else:
             say(f"\noutputs kept in {out}: open {out / 'report.html'} in a browser")
