@@ -21,7 +21,8 @@ import nibabel as nib
 import numpy as np
 
 from deeplesion.catalog import dl_info_text, from_lesions, load_catalog
-from deeplesion.nifti import contiguous_runs, export_nifti
+from deeplesion.nifti import export_nifti
+from deeplesion.slices import contiguous_runs
 from deeplesion.synth import make_synthetic_release
 from machine import machine_header
 

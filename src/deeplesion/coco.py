@@ -178,10 +178,8 @@ def write_key_slice_images(
     as :mod:`deeplesion.context` does), windowed to [-1024, 3071] HU. Files go to
     ``images_dir/<series>/<NNN>.png``, the ``file_name`` of the COCO images. Returns the number written.
     """
-    import cv2
-
-    from deeplesion.io import atomic_write_bytes
     from deeplesion.release import open_release
+    from deeplesion.viz import write_png
     from deeplesion.windowing import apply_window
 
     release = open_release(root, catalog=catalog)
@@ -194,12 +192,7 @@ def write_key_slice_images(
             continue
         stack = release.context(lesion, slices=3, interval_mm=2.0)
         rgb = apply_window(stack.hu, "model", scale="uint8")
-        ok, data = cv2.imencode(
-            ".png", np.ascontiguousarray(np.transpose(rgb[::-1], (1, 2, 0)))
-        )  # BGR on disk
-        if not ok:
-            raise UsageError(f"{target}: OpenCV could not encode the PNG")
-        atomic_write_bytes(target, bytes(data), force=True)
+        write_png(target, np.transpose(rgb, (1, 2, 0)))  # channels (key - 2 mm, key, key + 2 mm) as RGB
         written += 1
         if progress:
             progress(done, len(groups))

@@ -28,7 +28,7 @@ from typing import Any
 
 from deeplesion.catalog import Catalog, slice_path
 from deeplesion.findings import Finding, make_finding
-from deeplesion.slices import slice_number_of
+from deeplesion.slices import contiguous_runs, slice_number_of
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +140,6 @@ def png_header(path: str) -> tuple[str, tuple[int, int, int, int] | None, int]:
     if tail != PNG_TRAILER:
         return "truncated (no IEND trailer): an interrupted download or copy", info, size
     return "", info, size
-
-
-def _gaps(numbers: list[int]) -> list[tuple[int, int]]:
-    """Consecutive ranges in a sorted list of ints."""
-    out: list[tuple[int, int]] = []
-    for n in numbers:
-        if out and n == out[-1][1] + 1:
-            out[-1] = (out[-1][0], n)
-        else:
-            out.append((n, n))
-    return out
 
 
 def inspect_folder(
@@ -294,7 +283,7 @@ def _check_runs(
             for n in range(run.first, run.last + 1)
             if n not in on_disk and n not in {k for k, _, _ in run.keys}
         ]
-        for start, end in _gaps(missing):
+        for start, end in contiguous_runs(missing):
             path = slice_path(expectation.folder, start)
             span = f"{start:03d}" if start == end else f"{start:03d}-{end:03d}"
             count = end - start + 1

@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from deeplesion.catalog import CSV_PIXEL_ORIGIN, Catalog, Lesion, Split
 from deeplesion.errors import ImageError, UsageError
+from deeplesion.release import Run, annotated_runs
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,6 @@ def parse_subvolume_name(name: str) -> tuple[str, int, int]:
     if folder.count("_") != 2 or not first.isdigit() or not last.isdigit():
         raise UsageError(f"{name!r} is not a sub-volume name like 000001_01_01_103-115.nii.gz")
     return folder, int(first), int(last)
-
-
-def contiguous_runs(numbers: list[int] | set[int] | frozenset[int]) -> list[tuple[int, int]]:
-    """Maximal runs of consecutive slice numbers, ``[(first, last), ...]``, sorted."""
-    runs: list[tuple[int, int]] = []
-    for n in sorted(numbers):
-        if runs and n == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], n)
-        else:
-            runs.append((n, n))
-    return runs
 
 
 def slice_to_index(slice_number: int, first: int) -> int:
@@ -219,15 +209,6 @@ def read_nifti_display(path: str | os.PathLike[str]) -> tuple[npt.NDArray[Any], 
 # --- export -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunSpacing:
-    """Spacing and image size of one annotated run (from its own rows)."""
-
-    first: int
-    last: int
-    spacing: tuple[float, float, float]
-
-
 @dataclass
 class SeriesExport:
     """What exporting one folder did."""
@@ -243,14 +224,14 @@ class SeriesExport:
 
 
 def export_series(
-    root: str, folder: str, runs: tuple[RunSpacing, ...], out: str, layout: Layout, force: bool
+    root: str, folder: str, runs: tuple[Run, ...], out: str, layout: Layout, force: bool
 ) -> SeriesExport:
     """Write one file per contiguous run on disk of ``folder`` (a pure function of the folder).
 
     A run takes the spacing of the annotated run it overlaps (runs of one series can differ); a run
     without rows takes the folder's first annotated spacing, with a warning.
     """
-    from deeplesion.slices import read_slice_hu, slice_number_of
+    from deeplesion.slices import contiguous_runs, read_slice_hu, slice_number_of
 
     result = SeriesExport(folder)
     directory = Path(root) / "Images_png" / folder
@@ -344,12 +325,7 @@ def export_nifti(
     if not images.is_dir():
         raise UsageError(f"{images} does not exist: nothing to export (is --root the release folder?)")
     rows = catalog.filter(split=split) if split is not None else catalog
-    runs: dict[str, dict[tuple[int, int], RunSpacing]] = {}
-    for i, name in enumerate(rows.file_name.tolist()):
-        folder = name.rsplit("_", 1)[0]
-        first, last = (int(v) for v in rows.slice_range[i])
-        spacing = (float(rows.spacing[i, 0]), float(rows.spacing[i, 1]), float(rows.spacing[i, 2]))
-        runs.setdefault(folder, {}).setdefault((first, last), RunSpacing(first, last, spacing))
+    runs = annotated_runs(rows)
     on_disk = {p.name for p in images.iterdir() if p.is_dir()}
     folders = sorted(on_disk & set(runs)) if split is not None else sorted(on_disk)
     if series:
@@ -365,7 +341,7 @@ def export_nifti(
         (
             str(root_path),
             f,
-            tuple(sorted(runs.get(f, {}).values(), key=lambda r: r.first)),
+            tuple(runs.get(f, [])),
             str(target),
             layout,
             force,

@@ -85,6 +85,23 @@ class Run:
         return range(self.first, self.last + 1)
 
 
+def annotated_runs(catalog: Catalog) -> dict[str, list[Run]]:
+    """Per series folder, its runs as the rows describe them (one per ``Slice_range``, with the spacing
+    and size of its first row), sorted by first slice."""
+    seen: dict[tuple[str, int, int], Run] = {}
+    for i, name in enumerate(catalog.file_name.tolist()):
+        folder = name.rsplit("_", 1)[0]
+        first, last = (int(v) for v in catalog.slice_range[i])
+        if (folder, first, last) not in seen:
+            sx, sy, sz = (float(v) for v in catalog.spacing[i])
+            width, height = (int(v) for v in catalog.image_size[i])
+            seen[(folder, first, last)] = Run(folder, first, last, (sx, sy, sz), (width, height))
+    out: dict[str, list[Run]] = {}
+    for key in sorted(seen):
+        out.setdefault(key[0], []).append(seen[key])
+    return out
+
+
 @dataclass(frozen=True)
 class Volume:
     """A run as a 3D array.
@@ -207,18 +224,10 @@ class Release:
 
     def runs(self, folder: str | None = None) -> list[Run]:
         """Runs described by the annotation rows (one per folder and ``Slice_range``), sorted."""
-        catalog = self.catalog
-        seen: dict[tuple[str, int, int], Run] = {}
-        for i, name in enumerate(catalog.file_name.tolist()):
-            run_folder = name.rsplit("_", 1)[0]
-            if folder is not None and run_folder != folder:
-                continue
-            first, last = (int(v) for v in catalog.slice_range[i])
-            if (run_folder, first, last) not in seen:
-                sx, sy, sz = (float(v) for v in catalog.spacing[i])
-                width, height = (int(v) for v in catalog.image_size[i])
-                seen[(run_folder, first, last)] = Run(run_folder, first, last, (sx, sy, sz), (width, height))
-        return [seen[k] for k in sorted(seen)]
+        by_folder = annotated_runs(self.catalog)
+        if folder is not None:
+            return by_folder.get(folder, [])
+        return [run for name in sorted(by_folder) for run in by_folder[name]]
 
     # reading -----------------------------------------------------------------------------------------
     def lesion(self, which: int | str | Lesion) -> Lesion:

@@ -41,7 +41,7 @@ def gallery(release: Any, catalog: Catalog, per_type: int = 3) -> list[tuple[byt
     import cv2
 
     from deeplesion.errors import ImageError
-    from deeplesion.viz import caption, draw_lesions, overlay_window
+    from deeplesion.viz import caption, draw_lesions, encode_png, overlay_window
 
     items = []
     for kind in LesionType:
@@ -59,12 +59,9 @@ def gallery(release: Any, catalog: Catalog, per_type: int = 3) -> list[tuple[byt
             small = cv2.resize(
                 rgb, (320, round(rgb.shape[0] * 320 / rgb.shape[1])), interpolation=cv2.INTER_AREA
             )
-            ok, data = cv2.imencode(".png", np.ascontiguousarray(small[:, :, ::-1]))
-            if ok:
-                items.append(
-                    (bytes(data), f"{kind.label}: {file_name}; " + "; ".join(caption(x) for x in lesions))
-                )
-                shown += 1
+            text = f"{kind.label}: {file_name}; " + "; ".join(caption(x) for x in lesions)
+            items.append((encode_png(np.asarray(small, dtype=np.uint8)), text))
+            shown += 1
     return items
 
 

@@ -32,6 +32,17 @@ def slice_number_of(name: str) -> int | None:
     return int(stem)
 
 
+def contiguous_runs(numbers: list[int] | set[int] | frozenset[int]) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive slice numbers, ``[(first, last), ...]``, sorted."""
+    runs: list[tuple[int, int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
 def png_to_hu(png: npt.NDArray[np.uint16]) -> npt.NDArray[np.int16]:
     """(H, W) uint16 PNG values -> (H, W) int16 HU (``value - 32768``), a new array."""
     return (png ^ np.uint16(0x8000)).view(np.int16)

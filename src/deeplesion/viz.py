@@ -251,16 +251,22 @@ def key_slice_figure(
     return compose_panel(image, lines, strip=strip)
 
 
-def write_png(path: Path, rgb: npt.NDArray[np.uint8], *, force: bool = True) -> Path:
-    """Write an RGB image as PNG, atomically."""
+def encode_png(rgb: npt.NDArray[np.uint8]) -> bytes:
+    """(H, W, 3) uint8 RGB (or (H, W) grey) -> PNG bytes."""
     import cv2
 
+    image = rgb[:, :, ::-1] if rgb.ndim == 3 else rgb  # OpenCV stores BGR
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(image))
+    if not ok:
+        raise ValueError("OpenCV could not encode the image as PNG")
+    return bytes(data)
+
+
+def write_png(path: Path, rgb: npt.NDArray[np.uint8], *, force: bool = True) -> Path:
+    """Write an RGB image as PNG, atomically."""
     from deeplesion.io import atomic_write_bytes
 
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
-    if not ok:
-        raise ValueError(f"{path}: OpenCV could not encode the image")
-    return atomic_write_bytes(path, bytes(data), force=force)
+    return atomic_write_bytes(path, encode_png(rgb), force=force)
 
 
 # --- rendering every key slice ------------------------------------------------------------------------

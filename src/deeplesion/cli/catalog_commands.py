@@ -12,6 +12,7 @@ import typer
 from deeplesion.cli.common import (
     EXIT_DATA_ERRORS,
     AnnotationsOption,
+    FrameChoice,
     JsonOption,
     RootOption,
     handle_errors,
@@ -26,11 +27,6 @@ class OutputFormat(enum.StrEnum):
     TABLE = "table"
     CSV = "csv"
     JSON = "json"
-
-
-class Frame(enum.StrEnum):
-    CSV = "csv"
-    PROJECT = "project"
 
 
 def _load(annotations: list[Path] | None, root: Path | None, strictness: str = "raise") -> Catalog:
@@ -74,9 +70,9 @@ def lesions(
         OutputFormat, typer.Option("--format", help="Output format.")
     ] = OutputFormat.TABLE,
     frame: Annotated[
-        Frame,
+        FrameChoice,
         typer.Option(help="Pixel frame of --format csv: csv (the release's, 1-based) or project (0-based)."),
-    ] = Frame.CSV,
+    ] = FrameChoice.CSV,
     limit: Annotated[
         int | None, typer.Option(help="Print at most this many rows (table: 50 by default).")
     ] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import sys
@@ -40,6 +41,13 @@ RootOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document to stdout (and nothing else there).")
 ]
+
+
+class FrameChoice(enum.StrEnum):
+    """Pixel frame of written coordinates: the release's 1-based ``csv`` frame or the 0-based ``project``."""
+
+    CSV = "csv"
+    PROJECT = "project"
 
 
 def fail(message: str, code: int) -> typer.Exit:

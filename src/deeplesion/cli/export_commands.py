@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from deeplesion.cli.common import EXIT_DATA_ERRORS, JsonOption, RootOption, handle_errors, print_json
+from deeplesion.cli.common import (
+    EXIT_DATA_ERRORS,
+    FrameChoice,
+    JsonOption,
+    RootOption,
+    handle_errors,
+    print_json,
+)
 
 export_app = typer.Typer(help="Convert the release: NIfTI sub-volumes or COCO json.", no_args_is_help=True)
 
@@ -17,11 +24,6 @@ export_app = typer.Typer(help="Convert the release: NIfTI sub-volumes or COCO js
 class LayoutChoice(enum.StrEnum):
     OFFICIAL = "official"
     WORLD = "world"
-
-
-class FrameChoice(enum.StrEnum):
-    PROJECT = "project"
-    CSV = "csv"
 
 
 class CategoryChoice(enum.StrEnum):
