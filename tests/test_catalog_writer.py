@@ -69,7 +69,7 @@ def test_write_refuses_to_overwrite(tmp_path: Path, sample_csv: Path) -> None:
     catalog = load_catalog(sample_csv)
     target = tmp_path / "DL_info.csv"
     write_dl_info(catalog, target)
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         write_dl_info(catalog, target)
     write_dl_info(catalog.filter(split="val"), target, force=True)
     assert len(load_catalog(target)) == 18

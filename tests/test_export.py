@@ -185,7 +185,7 @@ def test_coco_options(sample_csv: Path) -> None:
     csv_frame = coco_document(catalog, frame="csv")
     assert csv_frame["annotations"][0]["bbox"][0] == pytest.approx(project["annotations"][0]["bbox"][0] + 1)
     assert len(project["annotations"]) == 158
-    with pytest.raises(UsageError, match="--split val or --split test"):
+    with pytest.raises(UsageError, match="types exist on val and test rows only"):
         coco_document(catalog, categories="type")
     typed = coco_document(catalog, split="test", categories="type")
     assert [c["id"] for c in typed["categories"]] == list(range(1, 9))

@@ -142,3 +142,107 @@ def test_sample_is_model_ready(png16_release: deeplesion.Release) -> None:
     factor = spacing_scale(lesion.spacing[0], windowed.shape)
     expected, _ = resize(windowed, factor)
     np.testing.assert_allclose(sample.image[4], expected, atol=0.01)  # of 255: float32 resize rounding
+
+
+# --- the dataset authors' loader, written out from their code (MULAN's load_prep_img and helpers) -----
+# Independent of the package on purpose: scipy's binary_opening for the mask, float64 windowing,
+# channels-last OpenCV resize by the factor, the reference's neighbour fallback and blend weights.
+
+
+def _reference_slice_name(folder: Path, key: int, delta: float) -> Path:
+    delta = int(delta)
+    while delta != 0 and not (folder / f"{key + delta:03d}.png").exists():
+        delta -= int(np.sign(delta))  # a missing slice: the neighbour toward the key slice
+    return folder / f"{key + delta:03d}.png"
+
+
+def _reference_load(folder: Path, key: int, slice_intv: float, num_slice: int):  # type: ignore[no-untyped-def]
+    def load(delta: float = 0.0) -> np.ndarray:
+        return cv2.imread(str(_reference_slice_name(folder, key, delta)), -1)
+
+    im_cur = load()
+    ims = [im_cur]
+    rel_pos = 2.0 / slice_intv
+    a = rel_pos - np.floor(rel_pos)
+    b = 1 - a
+    for p in range((num_slice - 1) // 2):
+        intv1 = rel_pos * (p + 1)
+        if a == 0:
+            im_prev, im_next = load(-intv1), load(intv1)
+        else:  # the reference's bug: a and b of the first neighbour for every neighbour
+            im_prev = a * load(-np.ceil(intv1)) + b * load(-np.floor(intv1))
+            im_next = a * load(np.ceil(intv1)) + b * load(np.floor(intv1))
+        ims = [im_prev, *ims, im_next]
+    im = cv2.merge([x.astype(float) for x in ims]).astype(np.float32, copy=False) - 32768
+    return im.reshape(*im_cur.shape, num_slice), im_cur
+
+
+def _reference_prep(folder: Path, key: int, spacing: float, slice_intv: float, num_slice: int):  # type: ignore[no-untyped-def]
+    from scipy.ndimage import binary_opening
+
+    im, im_cur = _reference_load(folder, key, slice_intv, num_slice)
+    im1 = im.astype(float)  # windowing: float64, [-1024, 3071] -> 0..255
+    im1 -= -1024
+    im1 /= 3071 - -1024
+    im1[im1 > 1] = 1
+    im1[im1 < 0] = 0
+    im1 *= 255
+    mask = binary_opening(im_cur > 32000, structure=np.ones((7, 7)))
+    rows, cols = np.nonzero(mask)
+    c = [rows.min(), rows.max(), cols.min(), cols.max()]
+    im1 = im1[c[0] : c[1] + 1, c[2] : c[3] + 1, :]
+    im_scale = float(spacing) / 0.8
+    max_shape = np.max(im1.shape[0:2]) * im_scale
+    if max_shape > 512:
+        im_scale *= 512.0 / max_shape
+    if im_scale != 1:
+        im1 = cv2.resize(im1, None, None, fx=im_scale, fy=im_scale, interpolation=cv2.INTER_LINEAR)
+    return im1.reshape(*im1.shape[:2], num_slice), im_scale, c
+
+
+@pytest.mark.parametrize("slices", [3, 9])
+def test_reference_sample_equals_the_reference_loader(png16_release: deeplesion.Release, slices: int) -> None:
+    checked = 0
+    for folder in ("000001_01_01", "000001_02_01", "000001_03_01"):  # the three complete real series
+        for lesion in [x for x in png16_release.catalog if x.folder == folder]:
+            expected, im_scale, c = _reference_prep(
+                PNG16_DIR / "Images_png" / folder,
+                lesion.key_slice,
+                lesion.spacing[0],
+                lesion.slice_interval_mm,
+                slices,
+            )
+            sample = png16_release.sample(lesion, slices=slices, mode="reference")
+            got = np.transpose(sample.image, (1, 2, 0))
+            assert got.shape == expected.shape, lesion.file_name
+            assert np.abs(got - expected).max() <= 1e-3, lesion.file_name
+            assert sample.transform.scale_x == im_scale and sample.transform.rule == "reference"
+            # boxes as the reference moves them: (box - crop offset) * scale
+            offset = np.array([c[2], c[0], c[2], c[0]], dtype=float)
+            expected_box = (np.asarray(lesion.box) - offset) * im_scale
+            np.testing.assert_allclose(sample.boxes[0], expected_box, atol=1e-9)
+            back = sample.transform.inverse().boxes(sample.boxes)[0]
+            np.testing.assert_allclose(back, lesion.box, atol=1e-9)
+            checked += 1
+    assert checked >= 3
+
+
+def test_resize_maps_by_the_factor_like_opencv_fx() -> None:
+    # 000001_01_01's key slice 109: a 502 px crop at 0.488 mm; by a rounded target size OpenCV would map
+    # by 306/502, not by the factor, and drift by up to half a pixel at the right edge
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, size=(2, 511, 502)).astype(np.float32)
+    scale = 0.488281 / 0.8
+    out, transform = resize(image, scale)
+    channels_last = np.ascontiguousarray(image.transpose(1, 2, 0))
+    by_fx = cv2.resize(channels_last, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    assert out.shape == (2, 312, 306) and by_fx.shape == (312, 306, 2)
+    np.testing.assert_array_equal(out, by_fx.transpose(2, 0, 1))
+    by_size = cv2.resize(image[1], (306, 312), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(out[1] - by_size).max() > 10  # what resizing to a rounded size did: not the factor
+    assert transform.scale_x == scale and transform.rule == "centres"
+    assert transform.shift_x == pytest.approx(0.5 * scale - 0.5)
+    _, reference = resize(image, scale, rule="reference")
+    assert (reference.scale_x, reference.shift_x) == (scale, 0.0)
+    with pytest.raises(ValueError, match="compose"):
+        _ = reference @ transform

@@ -238,7 +238,7 @@ def test_non_empty_output_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         make_synthetic_release(out, patients=1)
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no staging folder left behind

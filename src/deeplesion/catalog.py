@@ -890,7 +890,7 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
         env = os.environ.get(ROOT_ENV_VAR)
         if not env:
             raise DataRootError(
-                "no data root: pass --root DIR (or --annotations FILE), or set the environment variable "
+                "no data root: pass `root` (or `annotations`), or set the environment variable "
                 f"{ROOT_ENV_VAR} to the folder holding DL_info.csv and Images_png/"
             )
         root = env

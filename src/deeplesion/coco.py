@@ -91,18 +91,18 @@ def coco_document(
     from deeplesion import __version__
 
     if frame not in ("project", "csv"):
-        raise UsageError(f"--frame {frame!r}: use project or csv")
+        raise UsageError(f"`frame={frame!r}`: use project or csv")
     if categories not in ("lesion", "type"):
-        raise UsageError(f"--categories {categories!r}: use lesion or type")
+        raise UsageError(f"`categories={categories!r}`: use lesion or type")
     rows = catalog.filter(split=split) if split is not None else catalog
     if exclude_noisy:
         rows = rows.filter(noisy=False)
     if categories == "type" and (rows.lesion_type == int(LesionType.UNKNOWN)).any():
         first = int(np.flatnonzero(rows.lesion_type == int(LesionType.UNKNOWN))[0])
         raise UsageError(
-            f"--categories type: {int((rows.lesion_type == -1).sum())} row(s) have no lesion type "
+            f"`categories='type'`: {int((rows.lesion_type == -1).sum())} row(s) have no lesion type "
             f"(for example {rows.file_name[first]}, line {int(rows.row[first]) + 2}); types exist on val and "
-            "test rows only: add --split val or --split test"
+            "test rows only: add `split='val'` or `split='test'`"
         )
     shift = 0.0 if frame == "project" else CSV_PIXEL_ORIGIN
     boxes = rows.box + shift

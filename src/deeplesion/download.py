@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol
 from deeplesion.errors import DeepLesionError, UsageError
 from deeplesion.findings import Finding, make_finding
 from deeplesion.inventory import REQUESTED_FILE, STATE_DIR
-from deeplesion.io import file_digest
+from deeplesion.io import file_digest, replacing
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +129,9 @@ def parse_parts(text: str | None) -> set[int] | None:
         try:
             low, high = int(first), int(last) if dash else int(first)
         except ValueError:
-            raise UsageError(f"--parts {text!r}: use numbers and ranges like 1-3,7") from None
+            raise UsageError(f"`parts={text!r}`: use numbers and ranges like 1-3,7") from None
         if low < 1 or high < low:
-            raise UsageError(f"--parts {text!r}: {piece.strip()} is not a valid part range")
+            raise UsageError(f"`parts={text!r}`: {piece.strip()} is not a valid part range")
         parts.update(range(low, high + 1))
     return parts
 
@@ -322,14 +322,14 @@ def _transfer(
                     continue
                 if status >= 400:
                     raise DownloadError(
-                        f"{file.name}: HTTP {status} from {response.url}; check the URL or --mirror"
+                        f"{file.name}: HTTP {status} from {response.url}; check the URL or `mirror`"
                     )
                 if "text/html" in response.headers.get("Content-Type", "") and not file.name.endswith(
                     ".html"
                 ):
                     raise DownloadError(
                         f"{file.name}: the server sent an HTML page (status {status}) instead of the file: "
-                        "a login, quota or error page? Try again later or use another --mirror"
+                        "a login, quota or error page? Try again later or use another `mirror`"
                     )
                 if have and status == 206:
                     total = _content_range(response.headers.get("Content-Range"), have, file)
@@ -456,11 +456,8 @@ def extract_archive(
         for info, target in zip(members, targets, strict=True):
             if stop is not None and stop.is_set():  # no record is written: a rerun extracts it again
                 raise DownloadCancelled(f"{archive_path.name}: extraction interrupted; rerun to finish it")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.part")
-            with archive.open(info) as source, tmp.open("wb") as sink:
+            with replacing(target) as tmp, archive.open(info) as source, tmp.open("wb") as sink:
                 shutil.copyfileobj(source, sink, chunk)
-            os.replace(tmp, target)
             crcs[info.filename] = info.CRC
     record = {
         "archive": archive_path.name,
@@ -469,11 +466,8 @@ def extract_archive(
         "extracted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "members": crcs,
     }
-    path = _record_path(root, archive_path.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(record), encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(_record_path(root, archive_path.name)) as tmp:
+        tmp.write_text(json.dumps(record), encoding="utf-8")
     return crcs
 
 
@@ -554,11 +548,8 @@ def _verified_state(root: Path) -> dict[str, Any]:
 
 
 def _save_verified(root: Path, state: dict[str, Any], lock: threading.Lock) -> None:
-    with lock:
-        path = root / STATE_DIR / VERIFIED_NAME
-        tmp = path.with_suffix(".json.part")
+    with lock, replacing(root / STATE_DIR / VERIFIED_NAME) as tmp:
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
 
 
 def resolve_files(client: Any, mirror: str | None, checksum: Checksum) -> tuple[list[RemoteFile], list[str]]:
@@ -566,7 +557,7 @@ def resolve_files(client: Any, mirror: str | None, checksum: Checksum) -> tuple[
     if mirror is None:
         return official_files(), []
     if checksum == "sha256":
-        raise UsageError("--checksum sha256 cannot be used with --mirror: a mirror publishes MD5s only")
+        raise UsageError("`checksum='sha256'` cannot be used with a `mirror`: a mirror publishes MD5s only")
     base = mirror.rstrip("/")
     response = client.get(f"{base}/{CHECKSUMS_NAME}")
     if response.status_code != 200:
@@ -611,7 +602,7 @@ def plan_download(
         known = {f.archive_number for f in files}
         unknown = sorted(parts - known)
         if unknown:
-            raise UsageError(f"--parts: no archive numbered {', '.join(map(str, unknown))} in the file list")
+            raise UsageError(f"`parts`: no archive numbered {', '.join(map(str, unknown))} in the file list")
     others = [f for f in files if f.archive_number is None]
     selected = others + archives
     to_transfer = 0  # bytes still to download
@@ -689,7 +680,7 @@ def download(
     import httpx
 
     if checksum not in ("md5", "sha256", "size"):
-        raise UsageError(f"--checksum {checksum!r}: use md5, sha256 or size")
+        raise UsageError(f"`checksum={checksum!r}`: use md5, sha256 or size")
     root_path = Path(root)
     policy = policy or Policy()
     reporter = reporter or LogReporter()
@@ -704,7 +695,7 @@ def download(
         if plan.peak_bytes > free:
             raise DownloadError(
                 f"{root_path}: {free / 1e9:.1f} GB free, this download needs up to "
-                f"{plan.peak_bytes / 1e9:.1f} GB (fewer --jobs, --parts, or another --root)"
+                f"{plan.peak_bytes / 1e9:.1f} GB (fewer `jobs`, `parts`, or another `root`)"
             )
         summary = Summary(warnings=list(warnings))
         for message in warnings:
@@ -805,7 +796,8 @@ def _write_requested(root: Path, plan: Plan, parts: set[int] | None) -> None:
         "key_slices_only": False,
         "parts": sorted(set(previous.get("parts", [])) | parts),
     }
-    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 # --- verification -------------------------------------------------------------------------------------

@@ -10,15 +10,27 @@ Steps (the reference order: crop, then spacing normalisation):
 2. :func:`spacing_scale` + :func:`resize`: scale so that pixels become ``target_mm`` (reference 0.8 mm),
    reduced so that the long side is at most ``max_size`` (512), linear interpolation.
 
-Coordinates. A resize by ``s`` maps pixel centres as ``x' = (x + 0.5) * s - 0.5`` (OpenCV's geometry,
-exact for the resized pixels). The reference code multiplies boxes by ``s`` instead; the two differ by
-``0.5 * (s - 1)`` px (0.1 px at s = 1.2).
+Resizing is by the factor itself, as the reference does (``cv2.resize(im, None, None, fx=s, fy=s)``):
+OpenCV then samples the input at exactly ``1 / s`` per output pixel and rounds only the output size.
+(Resizing to a rounded target size instead makes OpenCV map by ``new_w / w``, which drifts from ``s`` by up
+to half a pixel at the far edge: 114 of 255 grey levels on a real slice.)
+
+Coordinates under a resize by ``s``, the two rules (:data:`BoxRule`), recorded on the :class:`Transform`:
+
+``"centres"`` (correct mode)
+    Pixel centres move as OpenCV moves them: ``x' = (x + 0.5) * s - 0.5``, exact for the resized pixels.
+``"reference"`` (reference mode)
+    The reference code multiplies coordinates by ``s``: ``x' = s * x``. The two differ by
+    ``0.5 * (s - 1)`` px (0.1 px at s = 1.2).
+
+A crop shifts by its offset under both rules, so a reference-mode sample maps a box as
+``x' = s * (x - x0)`` and a correct-mode one as ``x' = (x - x0 + 0.5) * s - 0.5``; either inverts exactly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,29 +40,50 @@ REFERENCE_OPENING_PX = 7
 REFERENCE_SPACING_MM = 0.8
 REFERENCE_MAX_SIZE = 512
 
+BoxRule = Literal["centres", "reference"]
+"""How coordinates follow a resize: pixel centres (correct) or multiplied by the factor (reference)."""
+
 
 @dataclass(frozen=True)
 class Transform:
-    """``x' = x * scale_x + shift_x``, ``y' = y * scale_y + shift_y`` on 0-based pixel coordinates."""
+    """``x' = x * scale_x + shift_x``, ``y' = y * scale_y + shift_y`` on 0-based pixel coordinates.
+
+    ``rule`` records how a resize inside it moved coordinates (``None`` until a resize is composed in:
+    crops and shifts are the same under both rules).
+    """
 
     scale_x: float = 1.0
     scale_y: float = 1.0
     shift_x: float = 0.0
     shift_y: float = 0.0
+    rule: BoxRule | None = None
 
     def __matmul__(self, first: Transform) -> Transform:
-        """``self @ first``: apply ``first``, then ``self``."""
+        """``self @ first``: apply ``first``, then ``self``.
+
+        Raises
+        ------
+        ValueError
+            The two were made under different box rules (a mix has no meaning).
+        """
+        if self.rule and first.rule and self.rule != first.rule:
+            raise ValueError(f"cannot compose a {self.rule!r} transform with a {first.rule!r} one")
         return Transform(
             self.scale_x * first.scale_x,
             self.scale_y * first.scale_y,
             self.scale_x * first.shift_x + self.shift_x,
             self.scale_y * first.shift_y + self.shift_y,
+            self.rule or first.rule,
         )
 
     def inverse(self) -> Transform:
         """The transform that undoes this one."""
         return Transform(
-            1 / self.scale_x, 1 / self.scale_y, -self.shift_x / self.scale_x, -self.shift_y / self.scale_y
+            1 / self.scale_x,
+            1 / self.scale_y,
+            -self.shift_x / self.scale_x,
+            -self.shift_y / self.scale_y,
+            self.rule,
         )
 
     def points(self, xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -129,37 +162,43 @@ def spacing_scale(
 
 
 def resize(
-    image: npt.NDArray[Any], scale: float, *, channels_last: bool = False
+    image: npt.NDArray[Any], scale: float, *, channels_last: bool = False, rule: BoxRule = "centres"
 ) -> tuple[npt.NDArray[Any], Transform]:
-    """Resize by ``scale`` with linear interpolation (OpenCV, as the reference).
+    """Resize by the factor ``scale`` with linear interpolation, as the reference does.
+
+    ``cv2.resize(image, None, fx=scale, fy=scale)``: the output size is the input size times ``scale``,
+    rounded, and OpenCV samples the input at exactly ``1 / scale`` per output pixel.
 
     Parameters
     ----------
     image
         (H, W), (C, H, W), or (H, W, C) with ``channels_last``; float32 or float64.
     scale
-        Factor for both axes.
+        Factor for both axes (> 0).
+    rule
+        How the returned transform moves coordinates (see the module docstring).
 
     Returns
     -------
     (image, transform)
-        The resized image in the same layout, and the pixel-centre transform.
+        The resized image in the same layout and dtype, and the transform (scale exactly ``scale``).
     """
     import cv2
 
+    if not scale > 0:
+        raise ValueError(f"resize factor must be positive, got {scale}")
+    shift = 0.5 * scale - 0.5 if rule == "centres" else 0.0
+    transform = Transform(scale, scale, shift, shift, rule)
     if scale == 1.0:
-        return image, Transform()
+        return image, transform
     planar = image.ndim == 3 and not channels_last
-    height, width = image.shape[-2:] if planar else image.shape[:2]
-    new_w, new_h = round(width * scale), round(height * scale)
+    # One call on channels-last data, as the reference resizes its (H, W, C) stack: OpenCV's path for
+    # more than 4 channels rounds its weights differently from its 1-4 channel path (up to 0.006 of 255
+    # apart), so resizing plane by plane would not equal the reference.
+    source = np.ascontiguousarray(np.moveaxis(image, 0, -1) if planar else image)
+    out = cv2.resize(source, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    if out.ndim == 2 and image.ndim == 3:  # OpenCV drops a single channel axis
+        out = out[..., None]
     if planar:
-        # plane by plane into one (C, H', W') array: no transposed copies
-        out = np.empty((image.shape[0], new_h, new_w), dtype=image.dtype)
-        for channel in range(image.shape[0]):
-            cv2.resize(image[channel], (new_w, new_h), dst=out[channel], interpolation=cv2.INTER_LINEAR)
-    else:
-        out = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        if out.ndim == 2 and image.ndim == 3:  # OpenCV drops a single channel axis
-            out = out[..., None]
-    sx, sy = new_w / width, new_h / height
-    return out, Transform(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5)
+        out = np.ascontiguousarray(np.moveaxis(out, -1, 0))
+    return out, transform

@@ -11,9 +11,44 @@ from pathlib import Path
 
 from deeplesion.errors import OutputExistsError
 
+_LIVE_TEMPORARIES: set[str] = set()
+"""Temporary files being written by this process (removed by :func:`remove_live_temporaries`)."""
+
+
+@contextlib.contextmanager
+def replacing(path: Path, *, suffix: str = ".part") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    The temporary name is unique (``mkstemp`` in the target folder: ``.NAME.<random><suffix>``), so two
+    processes writing the same output never share one; the last rename wins and ``path`` is always one
+    complete file. On any failure the temporary file is removed and ``path`` is left as it was. Give
+    ``suffix`` when the writer chooses a format by extension (``.nii.gz``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    _LIVE_TEMPORARIES.add(tmp)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    finally:
+        _LIVE_TEMPORARIES.discard(tmp)
+
+
+def remove_live_temporaries() -> None:
+    """Remove the temporary files this process is writing (a worker being terminated calls this)."""
+    for tmp in list(_LIVE_TEMPORARIES):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
 
 def atomic_write_bytes(path: Path, data: bytes, *, force: bool = False) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename.
+    """Write ``data`` to ``path`` via a uniquely named temporary file and an atomic rename.
 
     Raises
     ------
@@ -21,18 +56,9 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool = False) -> Path:
         ``path`` exists and ``force`` is False.
     """
     if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; pass --force (force=True) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        raise OutputExistsError(f"{path} exists; pass `force=True` to replace it")
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 
@@ -61,7 +87,7 @@ def check_output_dir(path: Path, *, force: bool = False) -> None:
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not force:
-        raise OutputExistsError(f"{path} is not empty; pass --force to replace its contents")
+        raise OutputExistsError(f"{path} is not empty; pass `force=True` to replace its contents")
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from deeplesion.catalog import CSV_PIXEL_ORIGIN, Catalog, Lesion, Split
 from deeplesion.errors import ImageError, UsageError
+from deeplesion.io import replacing
 from deeplesion.release import Run, annotated_runs
 
 log = logging.getLogger(__name__)
@@ -127,13 +128,8 @@ def write_subvolume(
     image.header.set_xyzt_units("mm")
     image.set_qform(image.affine, code=1)
     image.set_sform(image.affine, code=1)
-    tmp = path.with_name(f".{path.name.removesuffix('.nii.gz')}.tmp.nii.gz")
-    try:
+    with replacing(path, suffix=".nii.gz") as tmp:  # nibabel picks the format by the extension
         nib.save(image, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -149,6 +145,32 @@ def file_layout(path: Path) -> str | None:
     if descrip.startswith("deeplesion ") and "layout=" in descrip:
         return descrip.rsplit("layout=", 1)[1]
     return None
+
+
+def subvolume_complete(path: Path, layout: Layout, slices: int) -> bool:
+    """Whether ``path`` is a complete sub-volume of this toolkit in ``layout`` with ``slices`` planes.
+
+    Complete means readable to the end, not merely present: the layout in the header, the number of
+    planes, and the whole gzip stream read back (gzip checks its CRC-32 and length at the end), so a file
+    cut short or corrupted by an interrupted or concurrent writer is not taken as done.
+    """
+    import gzip
+    import zlib
+
+    import nibabel as nib
+
+    if file_layout(path) != layout:
+        return False
+    try:
+        header: Any = nib.load(str(path)).header
+        if len(header.get_data_shape()) != 3 or int(header.get_data_shape()[2]) != slices:
+            return False
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -254,11 +276,13 @@ def export_series(
             result.warnings.append(f"{name}: the folder has no annotations, so no spacing; skipped")
             continue
         if target.exists() and not force:
-            if file_layout(target) == layout:
-                result.skipped.append(name)
-            else:
+            if file_layout(target) != layout:  # the other layout, another tool's or unreadable: not ours
                 result.conflicts.append(name)
-            continue
+                continue
+            if subvolume_complete(target, layout, last - first + 1):
+                result.skipped.append(name)
+                continue
+            result.warnings.append(f"{name}: the file there is incomplete or corrupt; written again")
         try:
             volume = np.stack([read_slice_hu(directory / f"{n:03d}.png") for n in range(first, last + 1)])
         except ImageError as exc:  # one broken slice spoils its run only; the rest of the export goes on
@@ -319,11 +343,11 @@ def export_nifti(
     from deeplesion.parallel import map_calls
 
     if layout not in LAYOUTS:
-        raise UsageError(f"--layout {layout!r}: use official or world")
+        raise UsageError(f"`layout={layout!r}`: use official or world")
     root_path = Path(root)
     images = root_path / "Images_png"
     if not images.is_dir():
-        raise UsageError(f"{images} does not exist: nothing to export (is --root the release folder?)")
+        raise UsageError(f"{images} does not exist: nothing to export (is `root` the release folder?)")
     rows = catalog.filter(split=split) if split is not None else catalog
     runs = annotated_runs(rows)
     on_disk = {p.name for p in images.iterdir() if p.is_dir()}
@@ -331,7 +355,7 @@ def export_nifti(
     if series:
         unknown = sorted(set(series) - on_disk)
         if unknown:
-            raise UsageError(f"--series: {', '.join(unknown)} not under {images}")
+            raise UsageError(f"`series`: {', '.join(unknown)} not under {images}")
         folders = [f for f in folders if f in set(series)]
     target = Path(out) if out is not None else root_path / DEFAULT_DIRS[layout]
     target.mkdir(parents=True, exist_ok=True)

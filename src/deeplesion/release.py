@@ -4,7 +4,8 @@
 >>> sample = release.context(0, slices=9, interval_mm=2.0)  # (9, H, W) float32 HU around lesion 0
 
 The object never writes under its root (a read-only root works) and pickles as its root and annotation
-path only, so it is cheap to send to process-pool or Dask workers (call :func:`configure_worker` there).
+path only, so it is cheap to send to process-pool or Dask workers (call
+:func:`deeplesion.parallel.configure_worker` there).
 """
 
 from __future__ import annotations
@@ -33,13 +34,6 @@ from deeplesion.slices import read_slice_hu, slice_number_of
 from deeplesion.windowing import resolve_window
 
 IMAGES_DIR = "Images_png"
-
-
-def configure_worker() -> None:
-    """Call once in each worker process: one OpenCV thread per process (the pool gives the parallelism)."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def parse_file_name(file_name: str) -> tuple[str, int]:
@@ -355,7 +349,7 @@ class Release:
         _, transform = crop(key, box)
         if target_mm is not None:
             factor = spacing_scale(lesion.spacing[0], image.shape[1:], target_mm=target_mm, max_size=max_size)
-            image, resized = resize(image, factor)
+            image, resized = resize(image, factor, rule="reference" if mode == "reference" else "centres")
             transform = resized @ transform
         on_slice = self.catalog.lesions_on(lesion.file_name) or [lesion]
         boxes = transform.boxes(np.array([x.box for x in on_slice]))

@@ -146,7 +146,8 @@ def build_report(
         parts.append("</div>")
     else:
         parts.append(
-            "<p class='note'>No images (pass --root with Images_png/ for a gallery of key slices).</p>"
+            "<p class='note'>No images (give the release folder with Images_png/ for a gallery of key "
+            "slices).</p>"
         )
     body = "\n".join(parts)
     return (

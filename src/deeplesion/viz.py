@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deeplesion.catalog import Catalog, Lesion, LesionType
+from deeplesion.errors import UsageError
 from deeplesion.windowing import apply_window, resolve_window
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,8 @@ def render_key_slices(
     from deeplesion.catalog import load_catalog
     from deeplesion.parallel import map_calls
 
+    if not Path(root).is_dir():
+        raise UsageError(f"{root} is not a folder: `root` is the release folder (DL_info.csv, Images_png/)")
     catalog = load_catalog(annotations)
     rows = catalog.filter(split=split) if split else catalog
     by_folder: dict[str, list[str]] = {}

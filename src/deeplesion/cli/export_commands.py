@@ -130,20 +130,29 @@ def export_coco_command(
 
     from deeplesion.catalog import load_catalog, resolve_root
     from deeplesion.coco import coco_document, write_key_slice_images
+    from deeplesion.errors import OutputExistsError, UsageError
     from deeplesion.io import atomic_write_bytes
+    from deeplesion.release import IMAGES_DIR
 
+    # everything is checked before anything is written: a failed command leaves nothing behind
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} exists; pass `force=True` to replace it")
     catalog = load_catalog(annotations)
     document = coco_document(
         catalog, split=split, frame=frame.value, categories=categories.value, exclude_noisy=exclude_noisy
     )
-    atomic_write_bytes(out, jsonlib.dumps(document).encode("utf-8"), force=force)
-    images_written = 0
+    source = None
     if images_dir is not None:
         source = resolve_root(root) if root is not None else annotations.resolve().parent
+        if not (source / IMAGES_DIR).is_dir():
+            raise UsageError(f"{source / IMAGES_DIR} does not exist: `root` must hold the release's images")
+    images_written = 0
+    if images_dir is not None and source is not None:
         rows = catalog.filter(split=split) if split else catalog
         if exclude_noisy:
             rows = rows.filter(noisy=False)
         images_written = write_key_slice_images(source, rows, images_dir, force=force)
+    atomic_write_bytes(out, jsonlib.dumps(document).encode("utf-8"), force=force)
     summary = {
         "out": str(out),
         "images": len(document["images"]),

@@ -69,7 +69,7 @@ class Predictions:
 
 def _fail_or_skip(message: str, lenient: bool, problems: list[str]) -> None:
     if not lenient:
-        raise PredictionError(message + " (or pass --lenient to skip such rows with a warning)")
+        raise PredictionError(message + " (or pass `lenient=True` to skip such rows with a warning)")
     log.warning("%s; row skipped", message)
     problems.append(message)
 
@@ -113,7 +113,7 @@ def read_predictions_csv(path: str | os.PathLike[str], *, lenient: bool = False)
     except FileNotFoundError:
         raise PredictionError(f"{path}: predictions file not found") from None
     except UnicodeDecodeError:
-        raise PredictionError(f"{path}: not a UTF-8 CSV file; for COCO results use --format coco") from None
+        raise PredictionError(f"{path}: not a UTF-8 CSV file; for COCO results use `format='coco'`") from None
     rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows:
         raise PredictionError(f"{path}: empty; expected a header {','.join(PREDICTION_COLUMNS)}")

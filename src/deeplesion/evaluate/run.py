@@ -109,7 +109,7 @@ def assign(predictions: Predictions, truth: GroundTruth, *, lenient: bool = Fals
             f"split ({int(outside.sum())} such prediction(s))"
         )
         if not lenient:
-            raise PredictionError(message + "; evaluate another --split, or pass --lenient to skip them")
+            raise PredictionError(message + "; evaluate another `split`, or pass `lenient=True` to skip them")
         log.warning("%s; skipped", message)
     image = position[evaluated].astype(np.int64)
     boxes = predictions.boxes[evaluated]
@@ -174,7 +174,9 @@ def _strata(truth: GroundTruth, by: Stratify, split: Split) -> list[tuple[str, A
         return out
     if by == "type":
         if split is Split.TRAIN:
-            raise UsageError("lesion types are only annotated on val and test rows; use --split val or test")
+            raise UsageError(
+                "lesion types are only annotated on val and test rows; use `split='val'` or `split='test'`"
+            )
         return [
             (t.label, truth.lesion_type == int(t), None) for t in LesionType if t is not LesionType.UNKNOWN
         ]
@@ -279,10 +281,10 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise UsageError(f"unknown protocol {protocol!r}; use mulan or 3dce")
     if not 0.0 < iou <= 1.0:
-        raise UsageError(f"--iou must be in (0, 1], got {iou:g}")
+        raise UsageError(f"`iou` must be in (0, 1], got {iou:g}")
     levels = tuple(float(v) for v in fp_levels)
     if not levels or any(not np.isfinite(v) or v <= 0 for v in levels):
-        raise UsageError("--fp-levels must be positive numbers, for example 0.5,1,2,4,8,16")
+        raise UsageError("`fp_levels` must be positive numbers, for example 0.5,1,2,4,8,16")
     split_enum = Split.parse(split)
     truth = ground_truth(catalog, split_enum)
     detections = assign(predictions, truth, lenient=lenient)
@@ -298,7 +300,7 @@ def evaluate(
         )
     if predictions.problems or detections.outside_split:
         notes.append(
-            f"{len(predictions.problems) + detections.outside_split} prediction row(s) skipped (--lenient)"
+            f"{len(predictions.problems) + detections.outside_split} prediction row(s) skipped (lenient)"
         )
     overall = _result(curve, levels, protocol)
     result: dict[str, Any] = {

@@ -226,7 +226,7 @@ def _splits(patients: int, rng: np.random.Generator) -> list[Split]:
 def plan_release(patients: int, seed: int, *, quirks: bool = False) -> list[PatientPlan]:
     """Decide every patient, study, series, lesion and written slice (no pixels yet)."""
     if patients < 1:
-        raise UsageError("--patients must be at least 1")
+        raise UsageError("`patients` must be at least 1")
     split_rng = np.random.default_rng([seed, 0])
     splits = _splits(patients, split_rng)
     plans = []
@@ -616,7 +616,9 @@ def _plant_quirks(
                 if inner:
                     candidates.append((series.folder, inner))
     if len(candidates) < 3:
-        raise UsageError("too few series to plant the file quirks; use --patients 3 or more with --quirks")
+        raise UsageError(
+            "too few series to plant the file quirks; use `patients=3` or more with `quirks=True`"
+        )
     picks = [candidates[int(i)] for i in rng.choice(len(candidates), 3, replace=False)]
     targets = [(folder, int(inner[len(inner) // 2])) for folder, inner in picks]
     (folder, number), (folder2, number2), (folder3, number3) = targets
