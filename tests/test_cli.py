@@ -145,3 +145,65 @@ def test_synth_command(tmp_path: Path) -> None:
     assert again.returncode == 2 and "not empty" in again.stderr and "--force" in again.stderr
     bad = run("synth", "--out", str(out), "--patients", "0")
     assert bad.returncode == 2
+
+
+@pytest.fixture
+def toy_release(tmp_path: Path) -> Path:
+    from .release_builder import build, lesion_row
+
+    rows = [lesion_row((1, 1, 1), 12, 10, 14, 5.0)]
+    return build(tmp_path / "toy", rows, {"000001_01_01": list(range(10, 15))})
+
+
+def test_unwritable_outputs_are_one_line_naming_the_path(toy_release: Path, tmp_path: Path) -> None:
+    # a path through a file fails for root too (as a read-only or full folder fails for other users)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker / "out"
+    csv = str(toy_release / "DL_info.csv")
+    predictions = tmp_path / "preds.csv"
+    predictions.write_text("File_name,x1,y1,x2,y2,score\n000001_01_01_012.png,15,20,45,40,0.9\n")
+    commands = [
+        ["lesions", "-a", csv, "--out", str(target / "rows.csv")],
+        ["export", "coco", "-a", csv, "--out", str(target / "coco.json")],
+        ["export", "nifti", "--root", str(toy_release), "--out", str(target)],
+        ["show", "000001_01_01_012.png", "--root", str(toy_release), "--out", str(target / "s.png")],
+        ["report", "-a", csv, "--out", str(target / "r.html")],
+        ["bodymap", "-a", csv, "--out", str(target / "b.png")],
+        ["synth", "--out", str(target / "synth"), "--patients", "1"],
+        ["evaluate", str(predictions), "-a", csv, "--plot", str(target / "froc.png")],
+    ]
+    for command in commands:
+        result = run(*command)
+        assert result.returncode == 1, (command, result.stderr)
+        assert "Traceback" not in result.stderr, command
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and str(blocker) in errors[0], (command, result.stderr)
+
+
+def test_render_root_must_be_a_folder(toy_release: Path, tmp_path: Path) -> None:
+    csv = toy_release / "DL_info.csv"
+    result = run("render", "--root", str(csv), "-a", str(csv), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "is not a folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_png_gives_our_message_only(toy_release: Path, tmp_path: Path) -> None:
+    path = toy_release / "Images_png" / "000001_01_01" / "012.png"
+    data = bytearray(path.read_bytes())
+    data[60] ^= 0xFF  # inside the image data: libpng would print "IDAT: CRC error" on its own
+    path.write_bytes(bytes(data))
+    result = run("show", "000001_01_01_012.png", "--root", str(toy_release), "--out", str(tmp_path / "s.png"))
+    assert result.returncode == 1
+    assert "libpng" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}: not a readable PNG: chunk 'IDAT' fails its CRC check (corrupt); download it again"
+    ]
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_export_coco_that_fails_validation_writes_nothing(toy_release: Path, tmp_path: Path) -> None:
+    out = tmp_path / "coco.json"
+    args = ["export", "coco", "-a", str(toy_release / "DL_info.csv"), "--out", str(out)]
+    failed = run(*args, "--images-dir", str(tmp_path / "png"), "--root", str(tmp_path / "nowhere"))
+    assert failed.returncode == 2 and not out.exists() and not (tmp_path / "png").exists()
+    assert run(*args).returncode == 0 and out.exists()  # the rerun needs no --force

@@ -43,13 +43,23 @@ class FaultyHandler(MirrorHandler):
     """Serves the mirror, but each request for a file first consumes the next fault planned for it."""
 
     faults: ClassVar[dict[str, list[str]]] = defaultdict(list)
+    head_faults: ClassVar[dict[str, list[str]]] = defaultdict(list)
     log: ClassVar[list[tuple[str, str | None]]] = []
     slow = 0.0
 
     def respond(self, *, send_body: bool) -> None:
         name = self.path.rsplit("/", 1)[-1]
-        if self.command != "GET":  # size probes (HEAD) are served normally
-            super().respond(send_body=send_body)
+        if self.command != "GET":  # size probes (HEAD): their own faults, else served normally
+            fault = self.head_faults[name].pop(0) if self.head_faults.get(name) else None
+            if fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
+            elif fault:
+                self.send_response(int(fault))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                super().respond(send_body=send_body)
             return
         type(self).log.append((name, self.headers.get("Range")))
         fault = self.faults[name].pop(0) if self.faults.get(name) else None
@@ -103,6 +113,7 @@ def release(shared_release: Path) -> Path:
 @pytest.fixture
 def mirror(release: Path) -> Iterator[MirrorServer]:
     FaultyHandler.faults = defaultdict(list)
+    FaultyHandler.head_faults = defaultdict(list)
     FaultyHandler.log = []
     FaultyHandler.slow = 0.0
     with MirrorServer(release, handler=FaultyHandler) as server:
@@ -187,6 +198,53 @@ def test_permanent_errors_are_clear(tmp_path: Path, mirror: MirrorServer, fault:
     FaultyHandler.faults["Images_png_01.zip"] = [fault] * 3
     with pytest.raises(DownloadError, match=message):
         get(tmp_path / "dl", mirror)
+
+
+def test_file_list_and_size_probes_are_retried(tmp_path: Path, mirror: MirrorServer, release: Path) -> None:
+    # the checksum list's connection drops half-way, a HEAD fails with 503 and another is cut: retried
+    FaultyHandler.faults["MD5_checksums.txt"] = ["drop", "500"]
+    FaultyHandler.head_faults["Images_png_01.zip"] = ["503", "drop"]
+    get(tmp_path / "dl", mirror)
+    assert tree(tmp_path / "dl") == tree(release)
+    assert [name for name, _ in FaultyHandler.log].count("MD5_checksums.txt") >= 3
+
+
+def test_a_failed_size_probe_is_an_error_not_a_skipped_check(tmp_path: Path, mirror: MirrorServer) -> None:
+    FaultyHandler.head_faults["Images_png_02.zip"] = ["404"]
+    with pytest.raises(DownloadError, match=r"Images_png_02\.zip: HTTP 404"):
+        get(tmp_path / "dl", mirror)
+    FaultyHandler.head_faults["Images_png_02.zip"] = ["500"] * FAST.attempts
+    with pytest.raises(DownloadError, match=r"Images_png_02\.zip: no answer after 8 attempts \(HTTP 500\)"):
+        get(tmp_path / "dl", mirror)
+
+
+def test_unreachable_mirror_is_retried_then_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(DownloadError, match="no answer after 3 attempts") as caught:
+        download(tmp_path / "dl", mirror=url, policy=Policy(attempts=3, backoff=0.01), jobs=1)
+    assert str(caught.value).startswith(f"{url}/MD5_checksums.txt:")
+    command = [sys.executable, "-m", "deeplesion.cli.main", "download", "--root", str(tmp_path / "d2")]
+    result = subprocess.run(
+        [*command, "--mirror", url, "--attempts", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and url in errors[0] and "Traceback" not in result.stderr
+
+
+def test_failed_transfers_exit_1_not_2(tmp_path: Path, mirror: MirrorServer) -> None:
+    FaultyHandler.faults["Images_png_01.zip"] = ["404"] * 3
+    command = [sys.executable, "-m", "deeplesion.cli.main", "download", "--root", str(tmp_path / "dl")]
+    result = subprocess.run([*command, "--mirror", mirror.url], capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "HTTP 404" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_interrupted_run_is_resumed_by_the_next(tmp_path: Path, mirror: MirrorServer, release: Path) -> None:

@@ -185,8 +185,62 @@ class Policy:
     timeout: float = 60.0
     chunk: int = 1 << 20
 
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the ``failures``-th failure (the server's ``Retry-After`` when given)."""
+        wait = retry_after if retry_after is not None else self.backoff * 2 ** (failures - 1)
+        return min(wait, self.backoff_cap if retry_after is None else self.retry_after_cap)
+
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def request(
+    client: Any,
+    method: Literal["GET", "HEAD"],
+    url: str,
+    *,
+    policy: Policy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """One small HTTP request (a file list, a HEAD) under the same retry policy as the archives.
+
+    Connection errors (refused, dropped while reading the body, timeouts) and the statuses in
+    :data:`RETRY_STATUS` are retried with back-off (honouring ``Retry-After``); the body is read
+    inside the retry loop, so a connection dropped half-way is retried too.
+
+    Returns
+    -------
+    httpx.Response
+        The final response, body read (any status not retried, for the caller to judge).
+
+    Raises
+    ------
+    DownloadError
+        Still failing after ``policy.attempts`` tries: one line naming the URL.
+    """
+    import httpx
+
+    policy = policy or Policy()
+    failures = 0
+    while True:
+        retry_after: float | None = None
+        try:
+            response = client.request(method, url)
+            if response.status_code not in RETRY_STATUS:
+                return response
+            reason = f"HTTP {response.status_code}"
+            if response.status_code in (429, 503):
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+        failures += 1
+        if failures >= policy.attempts:
+            raise DownloadError(f"{url}: no answer after {failures} attempts ({reason})")
+        wait = policy.delay(failures, retry_after)
+        log.warning(
+            "%s: %s; retrying in %.1f s (attempt %d of %d)", url, reason, wait, failures + 1, policy.attempts
+        )
+        sleep(wait)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -360,10 +414,7 @@ def _transfer(
                 raise DownloadError(
                     f"{file.name}: gave up after {failures} attempts ({exc}); rerun to resume"
                 ) from None
-            delay = (
-                wait if wait is not None else min(policy.backoff * 2 ** (failures - 1), policy.backoff_cap)
-            )
-            delay = min(delay, policy.retry_after_cap)
+            delay = policy.delay(failures, wait)
             log.warning(
                 "%s: %s; retrying in %.1f s (attempt %d of %d)",
                 file.name,
@@ -552,21 +603,29 @@ def _save_verified(root: Path, state: dict[str, Any], lock: threading.Lock) -> N
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
 
 
-def resolve_files(client: Any, mirror: str | None, checksum: Checksum) -> tuple[list[RemoteFile], list[str]]:
-    """The files to get: the official list, or what the mirror's ``MD5_checksums.txt`` lists."""
+def resolve_files(
+    client: Any,
+    mirror: str | None,
+    checksum: Checksum,
+    *,
+    policy: Policy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[RemoteFile], list[str]]:
+    """The files to get: the official list, or what the mirror's ``MD5_checksums.txt`` lists (fetched,
+    and each file's size asked with HEAD, under the retry policy)."""
     if mirror is None:
         return official_files(), []
     if checksum == "sha256":
         raise UsageError("`checksum='sha256'` cannot be used with a `mirror`: a mirror publishes MD5s only")
     base = mirror.rstrip("/")
-    response = client.get(f"{base}/{CHECKSUMS_NAME}")
+    response = request(client, "GET", f"{base}/{CHECKSUMS_NAME}", policy=policy, sleep=sleep)
     if response.status_code != 200:
         raise DownloadError(
             f"{base}/{CHECKSUMS_NAME}: HTTP {response.status_code}; is {mirror} a release mirror?"
         )
     md5s = parse_checksums(response.text)
     files = [
-        RemoteFile(name, f"{base}/{name}", _remote_size(client, f"{base}/{name}"), md5, None)
+        RemoteFile(name, f"{base}/{name}", _remote_size(client, f"{base}/{name}", policy, sleep), md5, None)
         for name, md5 in md5s.items()
     ]
     warnings = []
@@ -579,16 +638,21 @@ def resolve_files(client: Any, mirror: str | None, checksum: Checksum) -> tuple[
     return files, warnings
 
 
-def _remote_size(client: Any, url: str) -> int | None:
-    """Content-Length from a HEAD request (None when the server does not say)."""
-    import httpx
+def _remote_size(client: Any, url: str, policy: Policy | None, sleep: Callable[[float], None]) -> int | None:
+    """Content-Length from a HEAD request (None when the server does not say, or does not do HEAD).
 
-    try:
-        response = client.head(url)
-    except httpx.TransportError:
+    Raises
+    ------
+    DownloadError
+        The HEAD failed after the retries, or the server says the file is not there.
+    """
+    response = request(client, "HEAD", url, policy=policy, sleep=sleep)
+    if response.status_code in (405, 501):  # no HEAD on this server: the size is checked after the GET
         return None
+    if response.status_code != 200:
+        raise DownloadError(f"{url}: HTTP {response.status_code} (the mirror's file list names this file)")
     length = response.headers.get("Content-Length")
-    return int(length) if response.status_code == 200 and length and length.isdigit() else None
+    return int(length) if length and length.isdigit() else None
 
 
 def plan_download(
@@ -686,7 +750,7 @@ def download(
     reporter = reporter or LogReporter()
     started = time.monotonic()
     with httpx.Client(follow_redirects=True, timeout=policy.timeout) as client:
-        files, warnings = resolve_files(client, mirror, checksum)
+        files, warnings = resolve_files(client, mirror, checksum, policy=policy)
         plan = plan_download(root_path, files, parts, extract=extract, keep_zips=keep_zips, jobs=jobs)
         if dry_run:
             return plan

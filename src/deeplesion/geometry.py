@@ -195,7 +195,8 @@ def resize(
     # One call on channels-last data, as the reference resizes its (H, W, C) stack: OpenCV's path for
     # more than 4 channels rounds its weights differently from its 1-4 channel path (up to 0.006 of 255
     # apart), so resizing plane by plane would not equal the reference.
-    source = np.ascontiguousarray(np.moveaxis(image, 0, -1) if planar else image)
+    # (cv2.merge interleaves the planes about twice as fast as a transposed numpy copy)
+    source = cv2.merge(list(image)) if planar else np.ascontiguousarray(image)
     out = cv2.resize(source, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     if out.ndim == 2 and image.ndim == 3:  # OpenCV drops a single channel axis
         out = out[..., None]

@@ -28,14 +28,12 @@ from typing import Any
 
 from deeplesion.catalog import Catalog, slice_path
 from deeplesion.findings import Finding, make_finding
-from deeplesion.slices import contiguous_runs, slice_number_of
+from deeplesion.slices import PNG_SIGNATURE, PNG_TRAILER, contiguous_runs, png_problem, slice_number_of
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".deeplesion"
 REQUESTED_FILE = "requested.json"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 @dataclass(frozen=True)
@@ -246,10 +244,14 @@ def inspect_folder(
 
 def _decode_check(rel: str, path: str, add: Callable[[Finding], None]) -> None:
     import cv2
+    import numpy as np
 
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    problem = png_problem(data)  # before libpng, which would print its own complaint to stderr
+    image = None if problem else cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        add(make_finding("png-unreadable", f"{rel}: the PNG data does not decode", file=rel))
+        add(make_finding("png-unreadable", f"{rel}: {problem or 'the PNG data does not decode'}", file=rel))
     elif image.ndim != 2 or image.dtype.itemsize != 2:
         add(
             make_finding(

@@ -21,6 +21,38 @@ HU_OFFSET = 32768
 PNG_COMPRESSION = 3
 """zlib level used when writing slices (OpenCV's default: a good size/speed balance)."""
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def png_problem(data: bytes) -> str:
+    """What is structurally wrong with PNG bytes, or ``""``: signature, IHDR first, every chunk's CRC-32
+    and the IEND trailer.
+
+    Checked before decoding because libpng writes its own complaints ("libpng error: IDAT: CRC error") to
+    the process's stderr, past Python; a file that passes decodes without such lines (about 0.1 ms for a
+    slice, next to 3-5 ms of decoding).
+    """
+    import zlib
+
+    view = memoryview(data)
+    if bytes(view[:8]) != PNG_SIGNATURE or bytes(view[12:16]) != b"IHDR":
+        return "not a PNG file (bad signature or header)"
+    position = 8
+    while position + 12 <= len(view):
+        length = int.from_bytes(view[position : position + 4], "big")
+        end = position + 12 + length
+        if end > len(view):
+            break
+        kind = view[position + 4 : position + 8]
+        stored = int.from_bytes(view[end - 4 : end], "big")
+        if zlib.crc32(view[position + 4 : end - 4]) != stored:
+            return f"chunk {bytes(kind).decode('latin-1')!r} fails its CRC check (corrupt)"
+        if bytes(kind) == b"IEND":
+            return ""
+        position = end
+    return "truncated (no IEND trailer): an interrupted download or copy"
+
 
 def slice_number_of(name: str) -> int | None:
     """The slice number of a file name in the release's form (``%03d.png``: ``009.png``, ``1022.png``),
@@ -63,6 +95,9 @@ def decode_slice(data: bytes, *, label: str = "slice") -> npt.NDArray[np.int16]:
     """
     import cv2
 
+    problem = png_problem(data)
+    if problem:
+        raise ImageError(f"{label}: not a readable PNG: {problem}; download it again")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     return _check_decoded(image, label)
 
@@ -97,13 +132,14 @@ def read_slice_hu(
     ImageError
         Missing, unreadable, not 16-bit grey, or of another size than ``expected_size``.
     """
-    import cv2
-
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: slice file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    hu = _check_decoded(image, str(path))
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: slice file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: a folder, not a slice file") from None
+    hu = decode_slice(data, label=str(path))
     if expected_size is not None and (hu.shape[1], hu.shape[0]) != tuple(expected_size):
         raise ImageError(
             f"{path}: image is {hu.shape[1]}x{hu.shape[0]} px but Image_size says "

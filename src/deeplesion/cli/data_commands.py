@@ -68,6 +68,9 @@ def download(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bars (log lines instead).")
     ] = False,
+    attempts: Annotated[
+        int, typer.Option(min=1, help="Tries for each request before giving up (with back-off).")
+    ] = 8,
     json: JsonOption = False,
 ) -> None:
     """Download the release (or --parts of it), resumably and verified, and unpack it into ROOT/Images_png."""
@@ -83,6 +86,7 @@ def download(
         extract=not no_extract,
         keep_zips=keep_zips,
         checksum=checksum.value,
+        policy=dl.Policy(attempts=attempts),
     )
     if dry_run:
         plan = dl.download(root, dry_run=True, **common)
