@@ -53,6 +53,18 @@ def test_planted_problem_is_reported_on_its_line(old: str, new: str, code: str) 
     assert all(line == 3 for _, line in found), found  # the untouched row stays clean
 
 
+@pytest.mark.parametrize("value", ["1e308", "inf", "-5000"])
+def test_absurd_coordinates_are_one_finding_without_numpy_warnings(value: str) -> None:
+    import warnings
+
+    assert '"132.977, 171.808' in ROW
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning would fail the test
+        bad = ROW.replace('"132.977, 171.808', '"' + value + ", 171.808")
+        found = codes_of(f"{HEADER}\n{bad}\n")
+    assert found == [("coordinate-absurd", 2)]
+
+
 def test_cross_row_problems() -> None:
     assert ("duplicate-row", 3) in codes_of(f"{HEADER}\n{ROW}\n{ROW}\n")
     other = ROW.replace("_037.png", "_040.png").replace(",37,", ",40,").replace(",F,71,1", ",F,71,3")

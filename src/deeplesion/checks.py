@@ -79,11 +79,30 @@ def _row_checks(cat: Catalog) -> list[Finding]:
         ),
     )
 
-    recist = cat.recist_csv.reshape(-1, 4, 2)
-    extent = np.concatenate([recist.min(axis=1) - BOX_PADDING_PX, recist.max(axis=1) + BOX_PADDING_PX], 1)
-    box_error = np.abs(cat.box_csv - extent).max(axis=1)
+    # coordinates a file cut or garbled can hold (1e308, inf): one finding, and out of the geometric
+    # checks below, whose arithmetic would overflow on them
+    coordinates = np.concatenate([cat.recist_csv, cat.box_csv], axis=1)
+    size = np.tile(cat.image_size.astype(np.float64), coordinates.shape[1] // 2)
+    absurd = ~(np.isfinite(coordinates) & (coordinates >= -size) & (coordinates <= 2 * size)).all(axis=1)
     emit(
-        box_error > TOLERANCE_PX,
+        absurd,
+        "coordinate-absurd",
+        "Measurement_coordinates",
+        lambda i: (
+            f"coordinates outside any {cat.image_size[i, 0]}x{cat.image_size[i, 1]} px image "
+            f"(RECIST {', '.join(f'{v:.6g}' for v in cat.recist_csv[i])}; "
+            f"box {', '.join(f'{v:.6g}' for v in cat.box_csv[i])})",
+            ", ".join(f"{v:.6g}" for v in cat.recist_csv[i]),
+        ),
+    )
+    sane = ~absurd
+
+    recist = np.where(sane[:, None], cat.recist_csv, 0.0).reshape(-1, 4, 2)
+    boxes = np.where(sane[:, None], cat.box_csv, 0.0)
+    extent = np.concatenate([recist.min(axis=1) - BOX_PADDING_PX, recist.max(axis=1) + BOX_PADDING_PX], 1)
+    box_error = np.abs(boxes - extent).max(axis=1)
+    emit(
+        sane & (box_error > TOLERANCE_PX),
         "box-not-recist-extent",
         "Bounding_boxes",
         lambda i: (
@@ -100,9 +119,10 @@ def _row_checks(cat: Catalog) -> list[Finding]:
         ],
         axis=1,
     )
-    diameter_error = np.abs(cat.diameters_px - measured).max(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):  # an absurd diameter cell: reported as a mismatch
+        diameter_error = np.abs(cat.diameters_px - measured).max(axis=1)
     emit(
-        diameter_error > TOLERANCE_PX,
+        sane & ~(diameter_error <= TOLERANCE_PX),
         "diameter-mismatch",
         "Lesion_diameters_Pixel_",
         lambda i: (
@@ -167,7 +187,7 @@ def _row_checks(cat: Catalog) -> list[Finding]:
     box = cat.box
     outside = (box[:, 0] < 0) | (box[:, 1] < 0) | (box[:, 2] > size[:, 0] - 1) | (box[:, 3] > size[:, 1] - 1)
     emit(
-        outside,
+        sane & outside,
         "box-outside-image",
         "Bounding_boxes",
         lambda i: (

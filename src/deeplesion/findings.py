@@ -35,6 +35,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     # one row's internal consistency
     "file-name-mismatch": (Severity.ERROR, "File_name disagrees with the patient/study/series/slice columns"),
     "key-outside-range": (Severity.ERROR, "Key_slice_index lies outside Slice_range"),
+    "coordinate-absurd": (
+        Severity.ERROR,
+        "a RECIST or box coordinate is not finite or lies more than one image size outside the image",
+    ),
     "box-not-recist-extent": (Severity.ERROR, "Bounding_boxes is not the RECIST extent padded by 5 px"),
     "diameter-mismatch": (Severity.ERROR, "Lesion_diameters_Pixel_ disagrees with the RECIST endpoints"),
     "spacing-invalid": (Severity.ERROR, "a spacing value is not positive"),
