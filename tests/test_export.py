@@ -18,11 +18,13 @@ from deeplesion.coco import coco_document, coco_image_id, write_key_slice_images
 from deeplesion.errors import UsageError
 from deeplesion.nifti import (
     export_nifti,
+    file_layout,
     index_to_slice,
     parse_subvolume_name,
     read_nifti_display,
     read_subvolume,
     slice_to_index,
+    subvolume_complete,
 )
 from deeplesion.release import open_release
 
@@ -102,6 +104,51 @@ def test_reruns_skip_complete_files_and_protect_others(toy: Path) -> None:
     forced = export_nifti(toy, catalog, layout="world", out=toy / "Images_nifti", force=True)
     assert forced.written == 3
     assert not list((toy / "Images_nifti").glob(".*"))  # no temporary files left
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layouts", [("official", "official"), ("official", "world")])
+def test_concurrent_exports_into_one_folder_leave_only_complete_files(
+    shared_release: Path, tmp_path: Path, layouts: tuple[str, str]
+) -> None:
+    out = tmp_path / "nifti"
+    base = [sys.executable, "-m", "deeplesion.cli.main", "export", "nifti", "--root", str(shared_release)]
+    runs = [
+        subprocess.Popen(
+            [*base, "--out", str(out), "--layout", layout, "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for layout in layouts
+    ]
+    results = [(run.communicate(timeout=600), run.returncode) for run in runs]
+    for (stdout, stderr), code in results:
+        assert "Traceback" not in stderr, stderr
+        assert code in (0, 1), stderr  # 1: the other layout's files are conflicts, or a quirk slice failed
+        json.loads(stdout)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+    files = sorted(out.glob("*.nii.gz"))
+    assert files
+    for path in files:  # every file is whole: its gzip stream reads to the end, its data decodes
+        layout = file_layout(path)
+        assert layout in layouts
+        _, first, last = parse_subvolume_name(path.name)
+        assert subvolume_complete(path, layout, last - first + 1), path.name  # type: ignore[arg-type]
+        assert read_subvolume(path).data.shape[0] == last - first + 1
+
+
+def test_an_incomplete_file_is_not_taken_as_complete(toy: Path) -> None:
+    catalog = load_catalog(toy / "DL_info.csv")
+    export_nifti(toy, catalog)
+    victim = toy / "Images_nifti" / "000002_01_01_005-007.nii.gz"
+    whole = victim.read_bytes()
+    victim.write_bytes(whole[: len(whole) - 40])  # cut short: the header still reads, the data does not
+    assert file_layout(victim) == "official"
+    again = export_nifti(toy, catalog)
+    assert again.written == 1 and again.skipped == 2
+    assert any("incomplete or corrupt" in w for w in again.warnings)
+    assert victim.read_bytes() == whole
 
 
 def test_pool_and_dask_write_the_same_files(toy: Path, tmp_path: Path) -> None:
