@@ -241,6 +241,27 @@ def test_bad_prediction_rows_are_named(tmp_path: Path) -> None:
         read_predictions_csv(tmp_path / "h.csv")
 
 
+def test_csv_fast_path_equals_the_csv_module(tmp_path: Path) -> None:
+    # the same rows machine-written, with CRLF ends, blank lines, extra columns in another order, and
+    # quoted cells (which take the csv module's path): the same predictions and the same file lines
+    rows = [f"{A},1.5,2,9,9.25,0.9", "", f"{A},0,0,19,19,0.125"]
+    plain = read_predictions_csv(write_csv(tmp_path / "plain.csv", rows))
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes((tmp_path / "plain.csv").read_bytes().replace(b"\n", b"\r\n"))
+    reordered = tmp_path / "reordered.csv"
+    reordered.write_text(
+        'score,File_name,note,x1,y1,x2,y2\n0.9,"' + A + '","a, b",1.5,2,9,9.25\n\n'
+        "0.125," + A + ",c,0,0,19,19\n"
+    )
+    for other in (read_predictions_csv(crlf), read_predictions_csv(reordered)):
+        assert other.file_name.tolist() == plain.file_name.tolist() == [A, A]
+        np.testing.assert_array_equal(other.boxes, plain.boxes)
+        np.testing.assert_array_equal(other.score, plain.score)
+        assert other.line.tolist() == plain.line.tolist() == [2, 4]
+    with pytest.raises(PredictionError, match=r"p\.csv:4: not a number"):
+        read_predictions_csv(write_csv(tmp_path / "p.csv", [f"{A},0,0,9,9,0.9", "", f"{A},0,x,9,9,0.9"]))
+
+
 def test_coco_results_give_the_same_numbers(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     catalog, detections = random_problem(rng, 12)

@@ -93,14 +93,13 @@ class Detections:
 def assign(predictions: Predictions, truth: GroundTruth, *, lenient: bool = False) -> Detections:
     """Keep predictions on evaluated images (sorted by the tie rule); count those on other slices of the
     split; refuse (or with ``lenient`` skip) those on slices outside the split."""
-    names = predictions.file_name.astype(str)
-    position = np.searchsorted(truth.file_names.astype(str), names)
-    position = np.minimum(position, max(len(truth.file_names) - 1, 0))
-    evaluated = (
-        truth.file_names.astype(str)[position] == names if len(truth.file_names) else np.zeros(0, bool)
-    )
-    folders = np.array([n.rsplit("_", 1)[0] for n in names], dtype=object)
-    in_split = np.array([f in truth.split_folders for f in folders.tolist()], dtype=bool)
+    names = np.asarray(predictions.file_name, dtype=str)
+    known = np.asarray(truth.file_names, dtype=str)  # sorted
+    position = np.minimum(np.searchsorted(known, names), max(len(known) - 1, 0))
+    evaluated = known[position] == names if len(known) else np.zeros(len(names), dtype=bool)
+    in_split = np.zeros(len(names), dtype=bool)
+    others = np.flatnonzero(~evaluated)  # usually none: no per-name work on the evaluated ones
+    in_split[others] = [n.rsplit("_", 1)[0] in truth.split_folders for n in names[others].tolist()]
     outside = ~evaluated & ~in_split
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
@@ -114,7 +113,12 @@ def assign(predictions: Predictions, truth: GroundTruth, *, lenient: bool = Fals
     image = position[evaluated].astype(np.int64)
     boxes = predictions.boxes[evaluated]
     score = predictions.score[evaluated]
-    order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], image, -score))
+    # The tie rule orders equal scores by image, then box; with distinct scores (the usual case) the
+    # score alone decides, and one argsort is ten times cheaper than the six-key lexsort.
+    order = np.argsort(-score, kind="stable")
+    ranked = score[order]
+    if (ranked[1:] == ranked[:-1]).any():
+        order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], image, -score))
     return Detections(image[order], boxes[order], int((~evaluated & in_split).sum()), int(outside.sum()))
 
 
