@@ -155,13 +155,13 @@ def read_predictions_csv(path: str | os.PathLike[str], *, lenient: bool = False)
     except ValueError:  # a cell that is not a number: find the rows, one by one (rare)
         values = np.full((len(kept), 5), np.nan)
         keep_rows = np.ones(len(kept), dtype=bool)
-        for i in range(len(kept)):
-            row_cells = [tokens[i * width + j] for j in index[1:]]
+        for row in range(len(kept)):
+            row_cells = [tokens[row * width + j] for j in index[1:]]
             try:
-                values[i] = np.array(row_cells, dtype=np.float64)
+                values[row] = np.array(row_cells, dtype=np.float64)
             except ValueError:
-                _fail_or_skip(f"{path}:{line_array[i]}: not a number in {row_cells}", lenient, problems)
-                keep_rows[i] = False
+                _fail_or_skip(f"{path}:{line_array[row]}: not a number in {row_cells}", lenient, problems)
+                keep_rows[row] = False
         names, values, line_array = names[keep_rows], values[keep_rows], line_array[keep_rows]
     good = _validate(names, values, line_array, str(path), lenient, problems)
     return Predictions(names[good], values[good, :4], values[good, 4], line_array[good], str(path), problems)
