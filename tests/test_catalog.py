@@ -14,6 +14,7 @@ import pytest
 from deeplesion.catalog import (
     COLUMNS,
     CSV_PIXEL_ORIGIN,
+    Catalog,
     LesionType,
     Split,
     Strictness,
@@ -251,3 +252,34 @@ def test_enum_parsing() -> None:
     assert LesionType.parse(4) is LesionType.LIVER
     assert Split.parse("validation") is Split.VAL
     assert Split.parse(3) is Split.TEST
+
+
+def test_one_bad_cell_spoils_only_its_row(sample_csv: Path, tmp_path: Path) -> None:
+    # the last few characters cut off: only the last row is malformed, every other row loads
+    text = sample_csv.read_text()
+    cut = tmp_path / "cut.csv"
+    cut.write_text(text[:-5])
+    catalog = load_catalog(cut, strictness="ignore")
+    assert len(catalog) == 157
+    assert [(f.code, f.line) for f in catalog.load_findings] == [("row-length", 159)]
+    # one bad cell in each kind of column, on known lines of a multi-row file (blank lines counted)
+    rows = text.splitlines()
+    body = [*rows[:5], "", rows[5].replace(",-1,0,", ",42,0,"), rows[6], rows[7]]
+    body[2] = body[2].replace(f",{body[2].split(',')[4]},", ",x,", 1)  # Key_slice_index not an integer
+    (tmp_path / "multi.csv").write_text("\n".join(body) + "\n")
+    loaded = load_catalog(tmp_path / "multi.csv", strictness="ignore")
+    found = {(f.code, f.line, f.column, f.value) for f in loaded.load_findings}
+    assert found == {
+        ("value-invalid", 3, "Key_slice_index", "x"),
+        ("value-invalid", 7, "Coarse_lesion_type", "42"),
+    }
+    assert len(loaded) == 7 - 2
+
+
+def test_slicing_gives_a_catalog(sample_csv: Path) -> None:
+    catalog = load_catalog(sample_csv)
+    head = catalog[0:3]
+    assert isinstance(head, Catalog) and len(head) == 3
+    assert [x.file_name for x in head] == [catalog[i].file_name for i in range(3)]
+    assert [x.file_name for x in catalog[-2:]] == [catalog[len(catalog) - 2].file_name, catalog[-1].file_name]
+    assert [x.row for x in catalog[::50]] == [0, 50, 100, 150]

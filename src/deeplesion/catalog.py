@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -349,12 +349,19 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def _parse_numeric(
-    cells: list[str], count: int, dtype: type, column: str, label: str, bad: dict[int, Finding]
+    cells: list[str],
+    count: int,
+    dtype: type,
+    column: str,
+    label: str,
+    lines: list[int],
+    bad: dict[int, Finding],
 ) -> npt.NDArray[Any]:
     """Parse one column of ``count`` comma-separated numbers per cell into an (N,) or (N, count) array.
 
     The fast path parses the whole column in one numpy call; only when it fails does it go cell by cell
-    to name the bad rows (recorded in ``bad``, keyed by row; their values are left as 0).
+    to name the bad rows (recorded in ``bad``, keyed by row, with the row's file line from ``lines``;
+    their values are left as 0). One bad cell spoils its own row only.
     """
     n = len(cells)
     shape: tuple[int, ...] = (n,) if count == 1 else (n, count)
@@ -378,14 +385,15 @@ def _parse_numeric(
                     "value-count",
                     f"{column} needs {count} comma-separated value(s), found {len(parts)}",
                     file=label,
-                    line=i + 2,
+                    line=lines[i],
                     column=column,
                     value=cell,
                 ),
             )
             continue
         try:
-            out[i] = np.array(parts, dtype=dtype)
+            # reshape: a one-value cell goes into a scalar element (numpy 2 refuses a 1-element array)
+            out[i] = np.array(parts, dtype=dtype).reshape(shape[1:])
         except ValueError:
             kind = "integer" if dtype is np.int64 else "number"
             bad.setdefault(
@@ -394,7 +402,7 @@ def _parse_numeric(
                     "value-invalid",
                     f"{column} must hold {kind}s, found {cell!r}",
                     file=label,
-                    line=i + 2,
+                    line=lines[i],
                     column=column,
                     value=cell,
                 ),
@@ -538,7 +546,14 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._records)
 
-    def __getitem__(self, position: int) -> Lesion:
+    @overload
+    def __getitem__(self, position: int) -> Lesion: ...
+    @overload
+    def __getitem__(self, position: slice) -> Catalog: ...
+    def __getitem__(self, position: int | slice) -> Lesion | Catalog:
+        """The lesion at a row position, or a new :class:`Catalog` of a slice of rows (as for a list)."""
+        if isinstance(position, slice):
+            return self.take(np.arange(len(self))[position])
         record = self._records[position]
         if record is None:
             record = self._make_record(position if position >= 0 else len(self) + position)
@@ -757,7 +772,8 @@ def parse_dl_info(
 
     bad: dict[int, Finding] = {}
     rows: list[list[str]] = []
-    for i, cells in enumerate(reader):
+    lines: list[int] = []  # the file line of each row (blank lines and quoted line breaks counted)
+    for cells in reader:
         if not cells:
             continue  # a blank line (for example a trailing one) is not a row
         if len(cells) != len(header):
@@ -765,10 +781,11 @@ def parse_dl_info(
                 "row-length",
                 f"row has {len(cells)} cells, the header has {len(header)}",
                 file=label,
-                line=i + 2,
+                line=reader.line_num,
             )
             cells = (cells + [""] * len(header))[: len(header)]
         rows.append(cells)
+        lines.append(reader.line_num)
     n = len(rows)
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(header)
 
@@ -777,7 +794,7 @@ def parse_dl_info(
 
     columns: dict[str, npt.NDArray[Any]] = {}
     for name, (attr, count, dtype) in _NUMERIC.items():
-        arr = _parse_numeric(cells_of(name), count, dtype, name, label, bad)
+        arr = _parse_numeric(cells_of(name), count, dtype, name, label, lines, bad)
         allowed = _ALLOWED.get(name)
         if allowed is not None:
             for j in np.flatnonzero(~np.isin(arr, list(allowed))).tolist():
@@ -785,11 +802,11 @@ def parse_dl_info(
                     j,
                     make_finding(
                         "value-invalid",
-                        f"{name} must be one of {sorted(allowed)}, found {arr[i]}",
+                        f"{name} must be one of {sorted(allowed)}, found {arr[j]}",
                         file=label,
-                        line=int(i) + 2,
+                        line=lines[j],
                         column=name,
-                        value=arr[i],
+                        value=str(arr[j]),
                     ),
                 )
         columns[attr] = arr
@@ -805,7 +822,7 @@ def parse_dl_info(
                 "value-invalid",
                 f"Patient_age must be a number, empty or NaN, found {age_text[i]!r}",
                 file=label,
-                line=i + 2,
+                line=lines[i],
                 column="Patient_age",
                 value=age_text[i],
             ),
