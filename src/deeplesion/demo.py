@@ -1,7 +1,8 @@
 """The stages of ``deeplesion demo``: each capability adds a stage here instead of editing one script.
 
 A stage is a function taking a :class:`DemoContext`; :func:`stage` registers it in :data:`STAGES`, which
-runs in registration order.
+runs in registration order. A stage declares the stages whose results it needs (``needs``): running one
+stage alone (``--stage export``) runs what it needs first, so every stage works on its own.
 """
 
 from __future__ import annotations
@@ -38,26 +39,45 @@ class DemoContext:
 
 @dataclass(frozen=True)
 class Stage:
-    """A named step of the demo."""
+    """A named step of the demo, and the stages whose results (``ctx.state``) it needs."""
 
     name: str
     title: str
     run: Callable[[DemoContext], None]
+    needs: tuple[str, ...] = ()
 
 
 STAGES: list[Stage] = []
 
 
-def stage(name: str, title: str) -> Callable[[Callable[[DemoContext], None]], Callable[[DemoContext], None]]:
-    """Register the decorated function as the demo stage ``name``."""
+def stage(
+    name: str, title: str, *, needs: tuple[str, ...] = ()
+) -> Callable[[Callable[[DemoContext], None]], Callable[[DemoContext], None]]:
+    """Register the decorated function as the demo stage ``name``, run after the stages it ``needs``."""
 
     def register(func: Callable[[DemoContext], None]) -> Callable[[DemoContext], None]:
         if any(s.name == name for s in STAGES):
             raise ValueError(f"demo stage {name!r} is registered twice")
-        STAGES.append(Stage(name, title, func))
+        unknown = [n for n in needs if not any(s.name == n for s in STAGES)]
+        if unknown:
+            raise ValueError(f"demo stage {name!r} needs {unknown}, which are not registered before it")
+        STAGES.append(Stage(name, title, func, needs))
         return func
 
     return register
+
+
+def plan_stages(only: list[str] | None) -> list[Stage]:
+    """The stages to run for ``only`` (None: all), with what they need, in registration order."""
+    by_name = {s.name: s for s in STAGES}
+    wanted = set(only or by_name)
+    pending = list(wanted)
+    while pending:
+        for need in by_name[pending.pop()].needs:
+            if need not in wanted:
+                wanted.add(need)
+                pending.append(need)
+    return [s for s in STAGES if s.name in wanted]
 
 
 @stage("catalog", "Catalog of the packaged real DL_info.csv excerpt")
@@ -75,11 +95,19 @@ DEMO_PATIENTS = 6
 
 @stage("synth", "A synthetic release in the official layout (with the zips and planted quirks)")
 def _synth_stage(ctx: DemoContext) -> None:
+    import json
+
     from deeplesion.synth import make_synthetic_release
 
     out = ctx.workdir / "synthetic-release"
-    result = make_synthetic_release(out, patients=DEMO_PATIENTS, seed=0, zips=True, quirks=True, force=True)
     ctx.state["release"] = out
+    manifest_path = out / "synth-manifest.json"
+    if manifest_path.is_file():  # a complete release (the manifest is written last) from an earlier run
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if (manifest.get("patients"), manifest.get("seed")) == (DEMO_PATIENTS, 0):
+            ctx.say(f"reusing the synthetic release in {out} (delete it to generate it again)")
+            return
+    result = make_synthetic_release(out, patients=DEMO_PATIENTS, seed=0, zips=True, quirks=True, force=True)
     ctx.say(
         f"wrote {out}: {result.patients} patients, {result.lesions} lesions on {result.key_slices} key "
         f"slices, {result.slices} slices, {result.bytes_written / 1e6:.0f} MB, zips {', '.join(result.zips)}"
@@ -89,7 +117,7 @@ def _synth_stage(ctx: DemoContext) -> None:
         ctx.say(f"  planted {quirk['quirk']:<18} -> finding {quirk['code']:<18} at {where}")
 
 
-@stage("synth-catalog", "Catalog summary and validation of the synthetic release")
+@stage("synth-catalog", "Catalog summary and validation of the synthetic release", needs=("synth",))
 def _synth_catalog_stage(ctx: DemoContext) -> None:
     from deeplesion.catalog import load_catalog
     from deeplesion.checks import check_catalog
@@ -105,7 +133,11 @@ def _synth_catalog_stage(ctx: DemoContext) -> None:
     )
 
 
-@stage("download", "Serve the synthetic release's zips on 127.0.0.1 and download them with the real code")
+@stage(
+    "download",
+    "Serve the synthetic release's zips on 127.0.0.1 and download them with the real code",
+    needs=("synth",),
+)
 def _download_stage(ctx: DemoContext) -> None:
     from deeplesion.download import Summary, download, verify_release
     from deeplesion.mirror import MirrorServer
@@ -122,7 +154,9 @@ def _download_stage(ctx: DemoContext) -> None:
     ctx.say(f"verify: {len(problems)} problem(s) (archives against MD5_checksums.txt, files against CRC-32)")
 
 
-@stage("inventory", "Inventory of the synthetic release's images: every planted quirk is found")
+@stage(
+    "inventory", "Inventory of the synthetic release's images: every planted quirk is found", needs=("synth",)
+)
 def _inventory_stage(ctx: DemoContext) -> None:
     import json
     from collections import Counter
@@ -145,7 +179,9 @@ def _inventory_stage(ctx: DemoContext) -> None:
     ctx.say(f"  image-level quirks planted by synth and found: {found} of {len(image_quirks)}")
 
 
-@stage("export", "Export the synthetic release: NIfTI sub-volumes (world layout) and COCO json")
+@stage(
+    "export", "Export the synthetic release: NIfTI sub-volumes (world layout) and COCO json", needs=("synth",)
+)
 def _export_stage(ctx: DemoContext) -> None:
     import json
 
@@ -175,7 +211,11 @@ def _export_stage(ctx: DemoContext) -> None:
     )
 
 
-@stage("images", "2.5D context: correct interpolation versus the reference loaders, and a model sample")
+@stage(
+    "images",
+    "2.5D context: correct interpolation versus the reference loaders, and a model sample",
+    needs=("synth",),
+)
 def _images_stage(ctx: DemoContext) -> None:
     import numpy as np
 
@@ -198,7 +238,11 @@ def _images_stage(ctx: DemoContext) -> None:
     )
 
 
-@stage("evaluate", "The official FROC of simulated detections on the synthetic release (both protocols)")
+@stage(
+    "evaluate",
+    "The official FROC of simulated detections on the synthetic release (both protocols)",
+    needs=("synth",),
+)
 def _evaluate_stage(ctx: DemoContext) -> None:
     import numpy as np
 
@@ -224,7 +268,7 @@ def _evaluate_stage(ctx: DemoContext) -> None:
             boxes.append(np.array([x, y, x + rng.uniform(8, 40), y + rng.uniform(8, 40)]))
             scores.append(rng.uniform(0.0, 0.7))
     predictions = Predictions(
-        np.array(names, dtype=object),
+        np.array(names, dtype=str),
         np.array(boxes),
         np.array(scores),
         np.arange(len(names)) + 2,
@@ -246,7 +290,7 @@ def _evaluate_stage(ctx: DemoContext) -> None:
     ctx.say(f"FROC plot: {plot}")
 
 
-@stage("report", "A self-contained HTML report of the synthetic release, and its body map")
+@stage("report", "A self-contained HTML report of the synthetic release, and its body map", needs=("synth",))
 def _report_stage(ctx: DemoContext) -> None:
     from deeplesion.catalog import load_catalog
     from deeplesion.report import write_report
@@ -280,13 +324,14 @@ def run_demo(
     for name in only or []:
         if name not in known:
             raise UsageError(f"unknown demo stage {name!r}; stages: {', '.join(known)}")
-    selected = [s for s in STAGES if not only or s.name in only]
+    selected = plan_stages(only)
     with tempfile.TemporaryDirectory(prefix="deeplesion-demo-") as tmp:
         workdir = out if out is not None else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = DemoContext(workdir=workdir, say=say)
         for number, s in enumerate(selected, 1):
-            say(f"\n== stage {number}/{len(selected)}: {s.title} ==")
+            needed = " (needed by the stages asked for)" if only and s.name not in only else ""
+            say(f"\n== stage {number}/{len(selected)}: {s.title}{needed} ==")
             start = time.perf_counter()
             s.run(ctx)
             say(f"-- {s.name} done in {time.perf_counter() - start:.1f} s")

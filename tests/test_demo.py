@@ -1,0 +1,34 @@
+"""``deeplesion demo``: every stage runs on its own, building what it needs first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deeplesion.demo import STAGES, plan_stages, run_demo
+from deeplesion.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo")
+
+
+def test_stages_declare_what_they_need() -> None:
+    assert [s.name for s in plan_stages(["export"])] == ["synth", "export"]
+    assert [s.name for s in plan_stages(["catalog"])] == ["catalog"]
+    assert [s.name for s in plan_stages(None)] == [s.name for s in STAGES]
+    with pytest.raises(UsageError, match="unknown demo stage"):
+        run_demo(None, only=["nope"], say=lambda _: None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [s.name for s in STAGES])
+def test_each_stage_runs_alone(name: str, demo_dir: Path) -> None:
+    lines: list[str] = []
+    run_demo(demo_dir, only=[name], say=lines.append)
+    text = "\n".join(lines)
+    assert f"-- {name} done in" in text
+    for need in next(s for s in STAGES if s.name == name).needs:
+        assert f"-- {need} done in" in text  # what it needs ran first (a reused release counts too)
