@@ -24,6 +24,7 @@ from deeplesion.viz import (
     draw_lesions,
     key_slice_figure,
     plot_bodymap,
+    plot_interval_counts,
     render_key_slices,
 )
 
@@ -99,9 +100,70 @@ def test_bodymap_has_one_point_per_lesion(dl_info_dir: Path) -> None:
     assert ax.get_aspect() == 1.0
     liver = catalog.filter(lesion_type="liver").location[:, 0].mean()
     assert liver < 0.4  # the patient's right has small x
-    import matplotlib.pyplot as plt
 
-    plt.close(ax.figure)
+
+PLOTS_KEEP_THE_BACKEND = """
+import matplotlib
+matplotlib.use("svg")  # a caller's own backend (a notebook's, say)
+import matplotlib.pyplot as plt
+from deeplesion.catalog import load_catalog
+from deeplesion.evaluate import evaluate, read_predictions_csv
+from deeplesion.evaluate.plot import plot_froc, save_froc_plot
+from deeplesion.report import build_report
+from deeplesion.resources import sample_dl_info_path
+from deeplesion.viz import figure_png, plot_bodymap, plot_interval_counts
+import sys, pathlib
+catalog = load_catalog(sample_dl_info_path())
+build_report(catalog)
+figure_png(plot_bodymap(catalog))
+curves = {"all": evaluate(catalog, read_predictions_csv(sys.argv[1]), split="test").curves["all"]}
+plot_froc(curves, (0.5, 1, 2, 4), "mulan")
+save_froc_plot(pathlib.Path(sys.argv[2]), curves, (0.5, 1, 2, 4), "mulan")
+print(matplotlib.get_backend(), len(plt.get_fignums()))
+"""
+
+
+def test_plots_never_change_the_callers_backend(tmp_path: Path, sample_csv: Path) -> None:
+    first = load_catalog(sample_csv).filter(split="test")[0]
+    box = ",".join(f"{v:g}" for v in first.box)
+    (tmp_path / "p.csv").write_text(f"File_name,x1,y1,x2,y2,score\n{first.file_name},{box},0.9\n")
+    script = tmp_path / "plots.py"
+    script.write_text(PLOTS_KEEP_THE_BACKEND)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "p.csv"), str(tmp_path / "froc.png")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["svg", "0"]  # the backend kept, no pyplot figure left open
+
+
+def test_interval_chart_starts_at_zero_with_counts(sample_csv: Path) -> None:
+    catalog = load_catalog(sample_csv)
+    ax = plot_interval_counts(catalog)
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+    labels = sorted(int(t.get_text()) for t in ax.texts)
+    counts = sorted(np.unique(catalog.slice_interval_mm, return_counts=True)[1].tolist())
+    assert labels == counts
+
+
+def test_gallery_shows_each_slice_once_numbered() -> None:
+    from deeplesion.report import gallery
+
+    catalog = load_catalog(require(DL_INFO_DIR / "DL_info_union.csv"))
+    images = require(PNG16_DIR / "Images_png")
+    names = [f"{f.name}_{p.stem}.png" for f in images.iterdir() for p in f.iterdir()]
+    rows = catalog.filter(file_names=names)
+    items = gallery(open_release(PNG16_DIR, catalog=rows), rows)
+    shown = [text.split(";")[0].split(": ")[1] for _, text in items]
+    assert len(shown) == len(set(shown)) >= 5  # no key slice twice, whatever its lesions' types
+    for _, text in items:
+        kind = text.split(":")[0]
+        captions = text.split("; ")[1:]
+        assert [c.split(":")[0].rstrip("*") for c in captions] == [str(i + 1) for i in range(len(captions))]
+        marked = [c for c in captions if c.split(":")[0].endswith("*")]
+        assert marked and all(f"| {kind} |" in c for c in marked)  # the lesion of that type is marked
 
 
 class _Collector(HTMLParser):

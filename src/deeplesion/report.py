@@ -36,33 +36,64 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+GALLERY_WIDTH = 320
+"""Width of the gallery's images, pixels."""
+
+
 def gallery(release: Any, catalog: Catalog, per_type: int = 3) -> list[tuple[bytes, str]]:
-    """Sample key slices per lesion type (the first ``per_type`` readable ones), as (PNG, caption)."""
+    """Sample key slices per lesion type (the first ``per_type`` readable ones), as (PNG, caption).
+
+    Each key slice appears once in the whole gallery (a slice with lesions of several types is shown
+    under the first type that picks it); its lesions are numbered on the image as in the caption, and
+    the lesion of the type being shown is drawn thicker.
+    """
     import cv2
 
     from deeplesion.errors import ImageError
     from deeplesion.viz import caption, draw_lesions, encode_png, overlay_window
 
     items = []
+    used: set[str] = set()
     for kind in LesionType:
         rows = catalog.filter(lesion_type=kind)
         shown = 0
         for file_name in dict.fromkeys(rows.file_name.tolist()):
             if shown >= per_type:
                 break
+            if file_name in used:
+                continue
             lesions = catalog.lesions_on(file_name)
             try:
                 hu = release.key_slice(lesions[0])
             except ImageError:
                 continue
-            rgb = draw_lesions(hu, lesions, overlay_window(lesions[0], None))
-            small = cv2.resize(
-                rgb, (320, round(rgb.shape[0] * 320 / rgb.shape[1])), interpolation=cv2.INTER_AREA
+            numbers = [str(i) for i in range(1, len(lesions) + 1)]
+            chosen = [x.lesion_type is kind for x in lesions]
+            # drawn at the gallery's size, so that lines and numbers stay crisp
+            factor = GALLERY_WIDTH / hu.shape[1]
+            size = (GALLERY_WIDTH, round(hu.shape[0] * factor))
+            small_hu = cv2.resize(hu.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+            scaled = [_scaled(x, factor) for x in lesions]
+            window = overlay_window(lesions[0], None)
+            small = draw_lesions(small_hu, scaled, window, labels=numbers, highlight=chosen)
+            text = f"{kind.label}: {file_name}; " + "; ".join(
+                f"{n}{'*' if c else ''}: {caption(x)}"
+                for n, c, x in zip(numbers, chosen, lesions, strict=True)
             )
-            text = f"{kind.label}: {file_name}; " + "; ".join(caption(x) for x in lesions)
             items.append((encode_png(np.asarray(small, dtype=np.uint8)), text))
+            used.add(file_name)
             shown += 1
     return items
+
+
+def _scaled(lesion: Any, factor: float) -> Any:
+    """The lesion with its coordinates in an image resized by ``factor`` (pixel centres kept)."""
+    import dataclasses
+
+    from deeplesion.geometry import Transform
+
+    move = Transform(factor, factor, 0.5 * factor - 0.5, 0.5 * factor - 0.5)
+    return dataclasses.replace(lesion, recist=move.points(lesion.recist), box=move.boxes(lesion.box))
 
 
 def build_report(

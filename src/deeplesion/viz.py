@@ -50,7 +50,13 @@ def overlay_window(lesion: Lesion, window: str | Sequence[float] | None) -> tupl
 
 
 def draw_lesions(
-    hu: npt.NDArray[Any], lesions: Sequence[Lesion], window: tuple[float, float], *, thickness: int = 1
+    hu: npt.NDArray[Any],
+    lesions: Sequence[Lesion],
+    window: tuple[float, float],
+    *,
+    thickness: int = 1,
+    labels: Sequence[str] | None = None,
+    highlight: Sequence[bool] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """The key slice windowed to grey with every lesion's RECIST axes and box drawn on it.
 
@@ -62,6 +68,10 @@ def draw_lesions(
         Lesions on this slice (coordinates in the project frame, 0-based).
     window
         (low, high) HU.
+    labels
+        Text written beside each lesion's box (numbers that match a caption, say).
+    highlight
+        Per lesion: drawn one pixel thicker when True (the lesion a caption is about).
 
     Returns
     -------
@@ -78,14 +88,19 @@ def draw_lesions(
     def pt(p: Any) -> tuple[int, int]:
         return round(float(p[0]) * scale), round(float(p[1]) * scale)
 
-    for lesion in lesions:
+    for i, lesion in enumerate(lesions):
+        width = thickness + (1 if highlight is not None and highlight[i] else 0)
         x1, y1, x2, y2 = lesion.box
-        cv2.rectangle(image, pt((x1, y1)), pt((x2, y2)), BOX_RGB, thickness, cv2.LINE_AA, shift)
+        cv2.rectangle(image, pt((x1, y1)), pt((x2, y2)), BOX_RGB, width, cv2.LINE_AA, shift)
         r = lesion.recist
-        cv2.line(image, pt(r[2]), pt(r[3]), SHORT_AXIS_RGB, thickness, cv2.LINE_AA, shift)
-        cv2.line(image, pt(r[0]), pt(r[1]), LONG_AXIS_RGB, thickness, cv2.LINE_AA, shift)
+        cv2.line(image, pt(r[2]), pt(r[3]), SHORT_AXIS_RGB, width, cv2.LINE_AA, shift)
+        cv2.line(image, pt(r[0]), pt(r[1]), LONG_AXIS_RGB, width, cv2.LINE_AA, shift)
         for end in (r[0], r[1]):  # endpoint ticks, so the exact clicked points stay visible
             cv2.circle(image, pt(end), 2 * scale, LONG_AXIS_RGB, -1, cv2.LINE_AA, shift)
+        if labels is not None:
+            corner = (max(int(x1), 0), max(int(y1) - 4, 12))
+            cv2.putText(image, labels[i], corner, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(image, labels[i], corner, cv2.FONT_HERSHEY_SIMPLEX, 0.5, BOX_RGB, 1, cv2.LINE_AA)
     return image
 
 
@@ -343,15 +358,19 @@ def render_key_slices(
 # --- plots --------------------------------------------------------------------------------------------
 
 
+def new_axes(size: tuple[float, float] = (6.0, 4.0), dpi: int = 120) -> Any:
+    """Axes on a new figure drawn by Agg, outside pyplot: the caller's backend (a notebook's, say) and
+    pyplot's list of open figures stay as they were, and nothing needs closing."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure.add_subplot()
+
+
 def _axes(ax: Any, size: tuple[float, float] = (6.0, 4.0)) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=size, dpi=120)
-    return ax
+    return ax if ax is not None else new_axes(size)
 
 
 def plot_bodymap(catalog: Catalog, *, ax: Any = None, point_size: float | None = None) -> Any:
@@ -459,15 +478,17 @@ def plot_histogram(
 
 def plot_interval_counts(catalog: Catalog, *, ax: Any = None) -> Any:
     """Lesions per slice interval: the intervals are a few discrete values (0.25 to 22.5 mm in the
-    release), so one bar each, on a log scale so that the rare ones stay visible."""
+    release), so one bar each on a linear axis from 0, with its count written on it so that the rare ones
+    stay readable (a log axis starting near 10 made a 10-lesion bar look empty)."""
     from collections import Counter
 
     from deeplesion.catalog import format_number
 
     ax = _axes(ax)
     counts = sorted(Counter(catalog.slice_interval_mm.tolist()).items())
-    ax.bar([format_number(v) for v, _ in counts], [n for _, n in counts], color="#0072B2")
-    ax.set_yscale("log")
+    bars = ax.bar([format_number(v) for v, _ in counts], [n for _, n in counts], color="#0072B2")
+    ax.bar_label(bars, fontsize=7, padding=1)
+    ax.set_ylim(0, max((n for _, n in counts), default=1) * 1.12)
     ax.set_xlabel("slice interval (mm)")
     ax.set_ylabel("lesions")
     ax.set_title("Slice interval")
@@ -496,13 +517,10 @@ def plot_age_sex(catalog: Catalog, *, ax: Any = None) -> Any:
     return ax
 
 
-def figure_png(ax: Any) -> bytes:
-    """The figure holding ``ax`` as PNG bytes (and close it)."""
+def figure_png(ax: Any, *, image_format: str = "png", dpi: float | None = None) -> bytes:
+    """The figure holding ``ax`` as PNG bytes (or ``image_format``: pdf, svg)."""
     import io
 
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
-    ax.figure.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(ax.figure)
+    ax.figure.savefig(buffer, format=image_format, bbox_inches="tight", dpi=dpi)
     return buffer.getvalue()

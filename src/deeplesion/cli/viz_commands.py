@@ -94,22 +94,16 @@ def bodymap(
     split: Annotated[list[str] | None, typer.Option(help="Only these splits; repeat for several.")] = None,
 ) -> None:
     """The body map: lesion positions (normalized x, z) coloured by type, head at the top."""
-    import io
-
-    import matplotlib.pyplot as plt
-
     from deeplesion.catalog import load_catalog
     from deeplesion.io import atomic_write_bytes
-    from deeplesion.viz import plot_bodymap
+    from deeplesion.viz import figure_png, plot_bodymap
 
     catalog = load_catalog(annotations or None, root=root)
     if split:
         catalog = catalog.filter(split=split)
     ax = plot_bodymap(catalog)
-    buffer = io.BytesIO()
-    ax.figure.savefig(buffer, format=out.suffix.lstrip(".") or "png", bbox_inches="tight", dpi=200)
-    plt.close(ax.figure)
-    atomic_write_bytes(out, buffer.getvalue(), force=True)
+    image = figure_png(ax, image_format=out.suffix.lstrip(".") or "png", dpi=200)
+    atomic_write_bytes(out, image, force=True)
     print(out)
 
 

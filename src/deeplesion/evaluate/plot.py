@@ -35,15 +35,11 @@ def plot_froc(
     matplotlib.figure.Figure
         The figure drawn on.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from deeplesion.viz import new_axes
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
-    else:
-        fig = ax.figure
+        ax = new_axes((7.0, 5.0), dpi=110)
+    fig = ax.figure
     low = min(min(levels), 0.125)
     high = max(max(levels), max((c.max_fp_per_image for c in curves.values()), default=1.0), 1.0)
     for label, curve in curves.items():
@@ -86,14 +82,8 @@ def plot_froc(
 
 def save_froc_plot(path: str | Path, *args: Any, force: bool = True, **kwargs: Any) -> Path:
     """Draw with :func:`plot_froc` and write a PNG atomically."""
-    import io
-
-    import matplotlib.pyplot as plt
-
     from deeplesion.io import atomic_write_bytes
+    from deeplesion.viz import figure_png
 
     fig = plot_froc(*args, **kwargs)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(Path(path), buffer.getvalue(), force=force)
+    return atomic_write_bytes(Path(path), figure_png(fig.axes[0]), force=force)
