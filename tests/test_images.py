@@ -246,3 +246,31 @@ def test_resize_maps_by_the_factor_like_opencv_fx() -> None:
     assert (reference.scale_x, reference.shift_x) == (scale, 0.0)
     with pytest.raises(ValueError, match="compose"):
         _ = reference @ transform
+
+
+def test_reprs_summarise_and_lone_key_slices_are_flagged(
+    png16_release: deeplesion.Release, caplog: pytest.LogCaptureFixture
+) -> None:
+    lesion = png16_release.lesion("000001_01_01_109.png")
+    assert repr(lesion).startswith("Lesion(000001_01_01_109.png, row ") and "\n" not in repr(lesion)
+    stack = png16_release.context(lesion, slices=3)
+    assert repr(stack) == "ContextStack(float32 (3, 512, 512), slices [108, 109, 110])"
+    assert not stack.key_slice_only
+    volume = png16_release.volume(lesion)
+    assert repr(volume) == (
+        "Volume(000001_01_01, slices 103-115, int16 (13, 512, 512) HU, spacing (0.488281, 0.488281, 5) mm)"
+    )
+    assert repr(png16_release.sample(lesion)).startswith("Sample(000001_01_01_109.png, image float32 (9, ")
+    # a key slice staged without its neighbours: the stack says so, and the library logs it
+    alone = next(x for x in png16_release.catalog if len(png16_release.slice_numbers(x.folder)) == 1)
+    with caplog.at_level("WARNING", logger="deeplesion.release"):
+        lonely = png16_release.context(alone, slices=3)
+    assert lonely.key_slice_only and "key slice only" in repr(lonely)
+    assert any("no neighbour slice" in r.getMessage() for r in caplog.records)
+
+
+def test_star_import_keeps_the_builtin_open() -> None:
+    namespace: dict[str, object] = {}
+    exec("from deeplesion import *", namespace)
+    assert "open" not in namespace and "Release" in namespace
+    assert deeplesion.open is deeplesion.release.open_release

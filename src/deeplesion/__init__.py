@@ -30,6 +30,7 @@ from deeplesion.findings import Finding, Severity
 from deeplesion.release import Release, Run, Volume, open_release
 
 open = open_release  # ``deeplesion.open(root)``, the documented entry point
+# ``open`` stays out of __all__: ``from deeplesion import *`` must not rebind the builtin open
 
 __all__ = [
     "CSV_PIXEL_ORIGIN",
@@ -51,6 +52,5 @@ __all__ = [
     "Volume",
     "__version__",
     "load_catalog",
-    "open",
     "write_dl_info",
 ]

@@ -209,6 +209,14 @@ class Lesion:
     row: int
     lesion_index: int | None
 
+    def __repr__(self) -> str:
+        box = ", ".join(f"{v:.1f}" for v in self.box)
+        return (
+            f"Lesion({self.file_name}, row {self.row}, {self.lesion_type.label}, {self.split.label}, "
+            f"{self.long_diameter_mm:.1f} x {self.short_diameter_mm:.1f} mm, box [{box}] px"
+            + (", possibly noisy)" if self.noisy else ")")
+        )
+
     @property
     def folder(self) -> str:
         """The series folder name, ``PPPPPP_SS_RR``."""

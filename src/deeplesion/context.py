@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deeplesion.errors import UsageError
+from deeplesion.io import describe_array
 
 Mode = Literal["correct", "reference"]
 Plan = list[list[tuple[int, float]]]
@@ -127,6 +128,18 @@ class ContextStack:
 
     hu: npt.NDArray[np.float32]
     sources: list[list[tuple[int, float]]]
+
+    @property
+    def key_slice_only(self) -> bool:
+        """True when the stack has neighbour channels but no neighbour was available: every channel is
+        the key slice (a run of one slice on disk, say), so the stack holds no 3D context."""
+        key = self.sources[len(self.sources) // 2]
+        return len(self.sources) > 1 and all(terms == key for terms in self.sources)
+
+    def __repr__(self) -> str:
+        numbers = sorted({n for terms in self.sources for n, _ in terms})
+        note = ", key slice only: no neighbour available" if self.key_slice_only else ""
+        return f"ContextStack({describe_array(self.hu)}, slices {numbers}{note})"
 
 
 def build_stack(

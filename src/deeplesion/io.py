@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from deeplesion.errors import OutputExistsError
 
@@ -60,6 +61,11 @@ def atomic_write_bytes(path: Path, data: bytes, *, force: bool = False) -> Path:
     with replacing(path) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+def describe_array(array: Any) -> str:
+    """A one-line summary of an array for reprs: ``float32 (9, 306, 312)``, never its values."""
+    return f"{array.dtype} {tuple(array.shape)}"
 
 
 def file_digest(path: Path, algorithm: str) -> str:

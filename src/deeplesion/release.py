@@ -10,6 +10,7 @@ path only, so it is cheap to send to process-pool or Dask workers (call
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,10 +31,13 @@ from deeplesion.catalog import (
 from deeplesion.context import ContextStack, Mode, build_stack, plan_context
 from deeplesion.errors import ImageError, UsageError
 from deeplesion.geometry import Transform, body_crop_box, crop, resize, spacing_scale
+from deeplesion.io import describe_array
 from deeplesion.slices import read_slice_hu, slice_number_of
 from deeplesion.windowing import resolve_window
 
 IMAGES_DIR = "Images_png"
+
+log = logging.getLogger(__name__)
 
 
 def parse_file_name(file_name: str) -> tuple[str, int]:
@@ -117,6 +121,12 @@ class Volume:
     spacing: tuple[float, float, float]
     folder: str
 
+    def __repr__(self) -> str:
+        numbers = self.slice_numbers
+        span = f"{numbers[0]}-{numbers[-1]}" if len(numbers) else "none"
+        spacing = ", ".join(f"{v:g}" for v in self.spacing)
+        return f"Volume({self.folder}, slices {span}, {describe_array(self.data)} HU, spacing ({spacing}) mm)"
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -138,6 +148,13 @@ class Sample:
     boxes: npt.NDArray[np.float64]
     transform: Transform
     lesions: list[Lesion]
+
+    def __repr__(self) -> str:
+        names = sorted({x.file_name for x in self.lesions})
+        return (
+            f"Sample({', '.join(names)}, image {describe_array(self.image)}, {len(self.boxes)} box(es), "
+            f"scale {self.transform.scale_x:.4f}, rule {self.transform.rule})"
+        )
 
 
 class Release:
@@ -292,7 +309,7 @@ class Release:
         if lesion.key_slice not in on_disk:
             raise ImageError(f"{self.path(lesion.folder, lesion.key_slice)}: key slice not on disk")
         size = lesion.image_size
-        return build_stack(
+        stack = build_stack(
             lesion.key_slice,
             plan,
             available,
@@ -302,6 +319,15 @@ class Release:
             gain=gain,
             offset=offset,
         )
+        if stack.key_slice_only:
+            log.warning(
+                "%s: no neighbour slice of %s is available; all %d channels repeat the key slice "
+                "(stack.key_slice_only is True)",
+                lesion.file_name,
+                lesion.folder,
+                len(stack.sources),
+            )
+        return stack
 
     def sample(
         self,
