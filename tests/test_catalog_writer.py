@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def test_packaged_sample_round_trips(sample_csv: Path) -> None:
 def test_every_shared_real_file_round_trips_byte_identically(dl_info_dir: Path, name: str) -> None:
     path = dl_info_dir / name
     assert dl_info_text(load_catalog(path)).encode() == path.read_bytes()
+
+
+def test_the_project_frame_loses_only_the_rounding_of_x_plus_1() -> None:
+    from .test_catalog import HEADER, ROW
+
+    tiny = ROW.replace('"132.977, 171.808', '"1.00000000000000001, 171.808')
+    parsed = parse_dl_info(f"{HEADER}\n{tiny}\n")
+    assert parsed.box_csv[0, 0] == 1.0 and parsed[0].box[0] == 0.0
+    lesion = dataclasses.replace(parsed[0], box=np.array([1e-17, 0.5, 10.25, 20.0]))
+    back = parse_dl_info(dl_info_text(from_lesions([lesion])))[0]
+    assert back.box.tolist() == [0.0, 0.5, 10.25, 20.0]  # 1e-17 + 1 == 1.0 in float64
 
 
 def test_project_frame_is_one_pixel_less(sample_csv: Path) -> None:
@@ -121,9 +133,14 @@ def test_any_catalog_survives_write_then_read(records: list[Lesion]) -> None:
     assert text.splitlines()[0] == ",".join(COLUMNS)
     again = parse_dl_info(text)
     assert dl_info_text(again) == text
+    # every float of the file survives exactly (shortest round-trip text): the CSV frame is what is stored
+    for column in ("recist_csv", "box_csv", "diameters_px", "location", "spacing", "window"):
+        np.testing.assert_array_equal(getattr(again, column), getattr(catalog, column))
     for original, parsed in zip(records, again, strict=True):
-        # every float survives exactly (shortest round-trip text), in the project frame too
-        np.testing.assert_array_equal(parsed.box, original.box + 1 - 1)
+        # the project frame is the CSV frame - 1, so a coordinate comes back as (x + 1) - 1: exact for
+        # most values, within the rounding of x + 1 for the others (1e-17 becomes 0.0)
+        tolerance = np.spacing(np.abs(original.box) + 1.0)
+        assert (np.abs(parsed.box - original.box) <= tolerance).all()
         assert parsed.spacing == original.spacing and parsed.window == original.window
         assert parsed.age == original.age and parsed.lesion_type is original.lesion_type
         assert parsed.file_name == original.file_name and parsed.slice_range == original.slice_range
