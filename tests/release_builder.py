@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deeplesion.catalog import Lesion, LesionType, Split, dl_info_text, from_lesions, key_file_name
+from deeplesion.catalog import Lesion, LesionType, Split, dl_info_text, from_lesions
+from deeplesion.names import key_file_name
 from deeplesion.slices import encode_slice
 
 

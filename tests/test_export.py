@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from deeplesion.catalog import load_catalog
-from deeplesion.coco import coco_document, coco_image_id, write_key_slice_images
+from deeplesion.coco import coco_document, write_key_slice_images
 from deeplesion.errors import UsageError
+from deeplesion.names import coco_image_id, parse_subvolume_name
 from deeplesion.nifti import (
     export_nifti,
     file_layout,
     index_to_slice,
-    parse_subvolume_name,
     read_nifti_display,
     read_subvolume,
     slice_to_index,

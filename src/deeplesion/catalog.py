@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from deeplesion.errors import AnnotationError, DataRootError, UsageError
 from deeplesion.findings import Finding, make_finding
+from deeplesion.names import folder_of, series_folder, slice_path
 
 log = logging.getLogger(__name__)
 
@@ -274,21 +275,6 @@ class Lesion:
             "row": self.row,
             "lesion_index": self.lesion_index,
         }
-
-
-def series_folder(patient: int, study: int, series: int) -> str:
-    """Folder name ``PPPPPP_SS_RR`` of a series (zero-padded 6, 2 and 2 digits)."""
-    return f"{patient:06d}_{study:02d}_{series:02d}"
-
-
-def slice_path(folder: str, slice_number: int) -> str:
-    """Release-relative path ``Images_png/<folder>/<NNN>.png`` (``%03d``: 1000 and above get 4 digits)."""
-    return f"Images_png/{folder}/{slice_number:03d}.png"
-
-
-def key_file_name(patient: int, study: int, series: int, slice_number: int) -> str:
-    """The ``File_name`` of a slice, ``PPPPPP_SS_RR_NNN.png``."""
-    return f"{series_folder(patient, study, series)}_{slice_number:03d}.png"
 
 
 # --- parsing ------------------------------------------------------------------------------------------
@@ -540,7 +526,7 @@ class Catalog:
     @property
     def folder(self) -> npt.NDArray[np.object_]:
         """(N,) object array of series folder names ``PPPPPP_SS_RR``."""
-        return np.array([f.rsplit("_", 1)[0] for f in self._c["file_name"]], dtype=object)
+        return np.array([folder_of(f) for f in self._c["file_name"]], dtype=object)
 
     def column(self, name: str) -> npt.NDArray[Any]:
         """A column array by attribute name (see the class docstring)."""

@@ -12,8 +12,9 @@ from collections import defaultdict
 import numpy as np
 import numpy.typing as npt
 
-from deeplesion.catalog import BOX_PADDING_PX, Catalog, Split, key_file_name
+from deeplesion.catalog import BOX_PADDING_PX, Catalog, Split
 from deeplesion.findings import Finding, make_finding
+from deeplesion.names import folder_of, key_file_name
 
 TOLERANCE_PX = 0.01
 """Allowed disagreement, in pixels, between a box or diameter and the RECIST endpoints."""
@@ -281,7 +282,7 @@ def _cross_row_checks(cat: Catalog) -> list[Finding]:
     # Rows of one run (folder and Slice_range) must share the spacing and image size of that run.
     first_of_run: dict[tuple[str, int, int], int] = {}
     for i, name in enumerate(names):
-        run = (name.rsplit("_", 1)[0], int(cat.slice_range[i, 0]), int(cat.slice_range[i, 1]))
+        run = (folder_of(name), int(cat.slice_range[i, 0]), int(cat.slice_range[i, 1]))
         j = first_of_run.setdefault(run, i)
         if j != i and (
             not np.array_equal(cat.spacing[i], cat.spacing[j])

@@ -18,28 +18,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from deeplesion.catalog import CSV_PIXEL_ORIGIN, Catalog, LesionType, Split, key_file_name
+from deeplesion.catalog import CSV_PIXEL_ORIGIN, Catalog, LesionType, Split
 from deeplesion.errors import UsageError
-
-
-def coco_image_id(file_name: str) -> int:
-    """The COCO image id of a slice ``PPPPPP_SS_RR_NNN.png``."""
-    stem = file_name.removesuffix(".png")
-    parts = stem.split("_")
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
-        raise UsageError(f"{file_name!r} is not a DeepLesion slice name like 000001_01_01_109.png")
-    patient, study, series, number = (int(p) for p in parts)
-    if study > 99 or series > 99 or number > 99999:
-        raise UsageError(f"{file_name!r}: study, series or slice number too large for a COCO image id")
-    return ((patient * 100 + study) * 100 + series) * 100000 + number
-
-
-def file_name_of_image_id(image_id: int) -> str:
-    """Inverse of :func:`coco_image_id`."""
-    rest, number = divmod(int(image_id), 100000)
-    rest, series = divmod(rest, 100)
-    patient, study = divmod(rest, 100)
-    return key_file_name(patient, study, series, number)
+from deeplesion.names import coco_image_id
 
 
 def boxes_to_coco(xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -33,6 +33,7 @@ from deeplesion.errors import DeepLesionError, UsageError
 from deeplesion.findings import Finding, make_finding
 from deeplesion.inventory import REQUESTED_FILE, STATE_DIR
 from deeplesion.io import file_digest, replacing
+from deeplesion.names import IMAGES_DIR
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ Checksum = Literal["md5", "sha256", "size"]
 CHECKSUMS_NAME = "MD5_checksums.txt"
 ANNOTATIONS_NAME = "DL_info.csv"
 ARCHIVE_PREFIX = "Images_png_"
-IMAGES_DIR = "Images_png"
 LOCK_NAME = "download.lock"
 VERIFIED_NAME = "verified.json"
 EXTRACTED_DIR = "extracted"

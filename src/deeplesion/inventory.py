@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeplesion.catalog import Catalog, slice_path
+from deeplesion.catalog import Catalog
 from deeplesion.findings import Finding, make_finding
-from deeplesion.slices import PNG_SIGNATURE, PNG_TRAILER, contiguous_runs, png_problem, slice_number_of
+from deeplesion.names import IMAGES_DIR, folder_of, slice_number_of, slice_path
+from deeplesion.slices import PNG_SIGNATURE, PNG_TRAILER, contiguous_runs, png_problem
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def expectations(catalog: Catalog, requested: Requested = Requested()) -> dict[s
     runs: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
     names = catalog.file_name.tolist()
     for i, name in enumerate(names):
-        folder = name.rsplit("_", 1)[0]
+        folder = folder_of(name)
         first, last = (int(v) for v in catalog.slice_range[i])
         run = runs.setdefault(folder, {}).setdefault(
             (first, last),
@@ -158,8 +159,8 @@ def inspect_folder(
     """
     report = FolderReport(folder)
     add = report.findings.append
-    directory = os.path.join(root, "Images_png", folder)
-    where = f"Images_png/{folder}"
+    directory = os.path.join(root, IMAGES_DIR, folder)
+    where = f"{IMAGES_DIR}/{folder}"
     try:
         names = sorted(os.listdir(directory))
     except FileNotFoundError:
@@ -369,7 +370,7 @@ def run_inventory(
     root_path = Path(root)
     requested = Requested.load(root_path)
     expected = expectations(catalog, requested)
-    images = root_path / "Images_png"
+    images = root_path / IMAGES_DIR
     on_disk = sorted(e.name for e in os.scandir(images) if e.is_dir()) if images.is_dir() else []
     folders = sorted(set(on_disk) | set(expected))
     from deeplesion.parallel import map_calls

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from deeplesion.catalog import CSV_PIXEL_ORIGIN, Catalog, Lesion, Split
 from deeplesion.errors import ImageError, UsageError
 from deeplesion.io import replacing
+from deeplesion.names import IMAGES_DIR, parse_subvolume_name, subvolume_name
 from deeplesion.release import Run, annotated_runs
 
 log = logging.getLogger(__name__)
@@ -41,21 +42,6 @@ log = logging.getLogger(__name__)
 Layout = Literal["official", "world"]
 LAYOUTS: tuple[str, ...] = ("official", "world")
 DEFAULT_DIRS = {"official": "Images_nifti", "world": "Images_nifti_world"}
-
-
-def subvolume_name(folder: str, first: int, last: int) -> str:
-    """``<PPPPPP_SS_RR>_<first:03d>-<last:03d>.nii.gz`` (the official converter's name)."""
-    return f"{folder}_{first:03d}-{last:03d}.nii.gz"
-
-
-def parse_subvolume_name(name: str) -> tuple[str, int, int]:
-    """Inverse of :func:`subvolume_name` (also accepts names without ``.nii.gz``)."""
-    stem = name.removesuffix(".gz").removesuffix(".nii")
-    folder, _, span = stem.rpartition("_")
-    first, _, last = span.partition("-")
-    if folder.count("_") != 2 or not first.isdigit() or not last.isdigit():
-        raise UsageError(f"{name!r} is not a sub-volume name like 000001_01_01_103-115.nii.gz")
-    return folder, int(first), int(last)
 
 
 def slice_to_index(slice_number: int, first: int) -> int:
@@ -253,10 +239,11 @@ def export_series(
     A run takes the spacing of the annotated run it overlaps (runs of one series can differ); a run
     without rows takes the folder's first annotated spacing, with a warning.
     """
-    from deeplesion.slices import contiguous_runs, read_slice_hu, slice_number_of
+    from deeplesion.names import slice_number_of
+    from deeplesion.slices import contiguous_runs, read_slice_hu
 
     result = SeriesExport(folder)
-    directory = Path(root) / "Images_png" / folder
+    directory = Path(root) / IMAGES_DIR / folder
     numbers = {n for n in (slice_number_of(p.name) for p in directory.iterdir()) if n is not None}
     intervals = {r.spacing[2] for r in runs}
     if layout == "world" and len(intervals) > 1:
@@ -345,7 +332,7 @@ def export_nifti(
     if layout not in LAYOUTS:
         raise UsageError(f"`layout={layout!r}`: use official or world")
     root_path = Path(root)
-    images = root_path / "Images_png"
+    images = root_path / IMAGES_DIR
     if not images.is_dir():
         raise UsageError(f"{images} does not exist: nothing to export (is `root` the release folder?)")
     rows = catalog.filter(split=split) if split is not None else catalog

@@ -26,33 +26,16 @@ from deeplesion.catalog import (
     Lesion,
     load_catalog,
     resolve_root,
-    slice_path,
 )
 from deeplesion.context import ContextStack, Mode, build_stack, plan_context
 from deeplesion.errors import ImageError, UsageError
 from deeplesion.geometry import Transform, body_crop_box, crop, resize, spacing_scale
 from deeplesion.io import describe_array
-from deeplesion.slices import read_slice_hu, slice_number_of
+from deeplesion.names import IMAGES_DIR, folder_of, parse_file_name, slice_number_of, slice_path
+from deeplesion.slices import read_slice_hu
 from deeplesion.windowing import resolve_window
 
-IMAGES_DIR = "Images_png"
-
 log = logging.getLogger(__name__)
-
-
-def parse_file_name(file_name: str) -> tuple[str, int]:
-    """``PPPPPP_SS_RR_NNN.png`` -> (``PPPPPP_SS_RR``, NNN).
-
-    Raises
-    ------
-    UsageError
-        The name does not have that form.
-    """
-    stem = file_name.removesuffix(".png")
-    folder, _, number = stem.rpartition("_")
-    if not folder or not number.isdigit() or folder.count("_") != 2:
-        raise UsageError(f"{file_name!r} is not a DeepLesion slice name like 000001_01_01_109.png")
-    return folder, int(number)
 
 
 @dataclass(frozen=True)
@@ -88,7 +71,7 @@ def annotated_runs(catalog: Catalog) -> dict[str, list[Run]]:
     and size of its first row), sorted by first slice."""
     seen: dict[tuple[str, int, int], Run] = {}
     for i, name in enumerate(catalog.file_name.tolist()):
-        folder = name.rsplit("_", 1)[0]
+        folder = folder_of(name)
         first, last = (int(v) for v in catalog.slice_range[i])
         if (folder, first, last) not in seen:
             sx, sy, sz = (float(v) for v in catalog.spacing[i])

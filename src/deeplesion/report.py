@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from deeplesion.catalog import Catalog, LesionType
+from deeplesion.names import IMAGES_DIR
 
 STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -162,7 +163,7 @@ def build_report(
     ]
     parts.extend(_img(figure_png(ax), alt) for ax, alt in plots)
     parts.append("</div>")
-    images_dir = Path(root) / "Images_png" if root is not None else None
+    images_dir = Path(root) / IMAGES_DIR if root is not None else None
     if images_dir is not None and images_dir.is_dir():
         from deeplesion.release import open_release
 

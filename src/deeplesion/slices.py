@@ -54,16 +54,6 @@ def png_problem(data: bytes) -> str:
     return "truncated (no IEND trailer): an interrupted download or copy"
 
 
-def slice_number_of(name: str) -> int | None:
-    """The slice number of a file name in the release's form (``%03d.png``: ``009.png``, ``1022.png``),
-    else None (``9.png``, ``0009.png`` and other names are not release slices: a ``%03d`` path would
-    never find them)."""
-    stem, _, ext = name.partition(".")
-    if ext != "png" or not stem.isdigit() or name != f"{int(stem):03d}.png":
-        return None
-    return int(stem)
-
-
 def contiguous_runs(numbers: list[int] | set[int] | frozenset[int]) -> list[tuple[int, int]]:
     """Maximal runs of consecutive slice numbers, ``[(first, last), ...]``, sorted."""
     runs: list[tuple[int, int]] = []

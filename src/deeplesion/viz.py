@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from deeplesion.catalog import Catalog, Lesion, LesionType
 from deeplesion.errors import UsageError
+from deeplesion.names import folder_of
 from deeplesion.windowing import apply_window, resolve_window
 
 log = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ def render_key_slices(
     rows = catalog.filter(split=split) if split else catalog
     by_folder: dict[str, list[str]] = {}
     for name in sorted(set(rows.file_name.tolist())):
-        by_folder.setdefault(name.rsplit("_", 1)[0], []).append(name)
+        by_folder.setdefault(folder_of(name), []).append(name)
     Path(out).mkdir(parents=True, exist_ok=True)
     calls = [(str(root), str(annotations), tuple(names), str(out), force) for names in by_folder.values()]
     total = RenderResult()

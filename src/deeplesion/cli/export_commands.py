@@ -132,7 +132,7 @@ def export_coco_command(
     from deeplesion.coco import coco_document, write_key_slice_images
     from deeplesion.errors import OutputExistsError, UsageError
     from deeplesion.io import atomic_write_bytes
-    from deeplesion.release import IMAGES_DIR
+    from deeplesion.names import IMAGES_DIR
 
     # everything is checked before anything is written: a failed command leaves nothing behind
     if out.exists() and not force:

@@ -172,7 +172,8 @@ def read_predictions_coco(path: str | os.PathLike[str], *, lenient: bool = False
 
     Image ids are those of this toolkit's COCO export (:func:`deeplesion.coco.coco_image_id`).
     """
-    from deeplesion.coco import boxes_from_coco, file_name_of_image_id
+    from deeplesion.coco import boxes_from_coco
+    from deeplesion.names import file_name_of_image_id
 
     path = Path(path)
     try:

@@ -24,6 +24,7 @@ from deeplesion.evaluate.froc import (
     read_levels,
 )
 from deeplesion.evaluate.predictions import Predictions
+from deeplesion.names import folder_of
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def assign(predictions: Predictions, truth: GroundTruth, *, lenient: bool = Fals
     evaluated = known[position] == names if len(known) else np.zeros(len(names), dtype=bool)
     in_split = np.zeros(len(names), dtype=bool)
     others = np.flatnonzero(~evaluated)  # usually none: no per-name work on the evaluated ones
-    in_split[others] = [n.rsplit("_", 1)[0] in truth.split_folders for n in names[others].tolist()]
+    in_split[others] = [folder_of(n) in truth.split_folders for n in names[others].tolist()]
     outside = ~evaluated & ~in_split
     if outside.any():
         i = int(np.flatnonzero(outside)[0])

@@ -35,13 +35,11 @@ from deeplesion.catalog import (
     Split,
     dl_info_text,
     from_lesions,
-    key_file_name,
-    series_folder,
-    slice_path,
 )
 from deeplesion.errors import UsageError
 from deeplesion.io import file_digest, staged_dir
 from deeplesion.measure import recist_from_mask
+from deeplesion.names import IMAGES_DIR, key_file_name, series_folder, slice_path
 from deeplesion.slices import encode_slice, read_slice_hu
 from deeplesion.synth.phantom import (
     Body,
@@ -466,7 +464,7 @@ def _write_series(
     """Render and write every slice of the series' runs; measure its key slices."""
     rng = np.random.default_rng([seed, plan.index, series.study, series.series, 7])
     noise = NoiseBank(series.geometry.size, NOISE_SIGMA_HU, rng)
-    folder = root / "Images_png" / series.folder
+    folder = root / IMAGES_DIR / series.folder
     folder.mkdir(parents=True, exist_ok=True)
     count = 0
     for start, end in series.runs:
@@ -575,7 +573,7 @@ def _plant_quirks(
                 file=csv,
                 line=i + 2,
                 file_name=lesion.file_name,
-                path=f"Images_png/{lesion.folder}",
+                path=f"{IMAGES_DIR}/{lesion.folder}",
             )
             break
     for i, lesion in enumerate(records):
@@ -586,7 +584,7 @@ def _plant_quirks(
                 file=csv,
                 line=i + 2,
                 file_name=lesion.file_name,
-                path=f"Images_png/{lesion.folder}",
+                path=f"{IMAGES_DIR}/{lesion.folder}",
             )
         if lesion.box[2] > lesion.image_size[0] - 1 or lesion.box[0] < 0:
             entry("box-past-edge", "box-outside-image", file=csv, line=i + 2, file_name=lesion.file_name)
@@ -639,7 +637,7 @@ def _plant_quirks(
 
 def _write_zips(root: Path, target_bytes: int | None) -> list[str]:
     """Pack whole series folders into ``Images_png_NN.zip`` (sorted members, fixed timestamps)."""
-    folders = sorted(p for p in (root / "Images_png").iterdir() if p.is_dir())
+    folders = sorted(p for p in (root / IMAGES_DIR).iterdir() if p.is_dir())
     sizes = [sum(f.stat().st_size for f in folder.iterdir()) for folder in folders]
     total = sum(sizes)
     parts = max(2, math.ceil(total / target_bytes)) if target_bytes else 2
@@ -656,7 +654,7 @@ def _write_zips(root: Path, target_bytes: int | None) -> list[str]:
         with zipfile.ZipFile(root / name, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for folder in group:
                 for file in sorted(folder.iterdir()):
-                    info = zipfile.ZipInfo(f"Images_png/{folder.name}/{file.name}", date_time=ZIP_TIMESTAMP)
+                    info = zipfile.ZipInfo(f"{IMAGES_DIR}/{folder.name}/{file.name}", date_time=ZIP_TIMESTAMP)
                     info.external_attr = 0o644 << 16
                     archive.writestr(info, file.read_bytes())
         names.append(name)
