@@ -18,7 +18,6 @@ codes (``docs/findings.md``):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -27,14 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from deeplesion.catalog import Catalog
+from deeplesion.download.state import Requested
 from deeplesion.findings import Finding, make_finding
 from deeplesion.names import IMAGES_DIR, folder_of, slice_number_of, slice_path
 from deeplesion.slices import PNG_SIGNATURE, PNG_TRAILER, contiguous_runs, png_problem
 
 log = logging.getLogger(__name__)
-
-STATE_DIR = ".deeplesion"
-REQUESTED_FILE = "requested.json"
 
 
 @dataclass(frozen=True)
@@ -67,24 +64,6 @@ class FolderReport:
     slices: int = 0
     bytes: int = 0
     decoded: int = 0
-
-
-@dataclass(frozen=True)
-class Requested:
-    """A partial download's request (absent file: everything was requested)."""
-
-    folders: frozenset[str] | None = None
-    key_slices_only: bool = False
-
-    @classmethod
-    def load(cls, root: Path) -> Requested:
-        """Read ``ROOT/.deeplesion/requested.json`` if it exists."""
-        path = root / STATE_DIR / REQUESTED_FILE
-        if not path.is_file():
-            return cls()
-        data = json.loads(path.read_text(encoding="utf-8"))
-        folders = data.get("folders")
-        return cls(None if folders is None else frozenset(folders), bool(data.get("key_slices_only", False)))
 
 
 def expectations(catalog: Catalog, requested: Requested = Requested()) -> dict[str, FolderExpectation]:
