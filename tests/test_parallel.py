@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -143,10 +144,13 @@ def test_ctrl_c_stops_the_workers_and_orphans_none(tmp_path: Path) -> None:
         assert len(_session_members(process.pid)) >= 3, "the workers did not start"
         started = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):  # a second, impatient Ctrl-C
+            os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
         assert time.monotonic() - started < 20  # not the 60 s the calls would take
         assert "KeyboardInterrupt" in stderr
-        assert stderr.count("Traceback") == 1  # the parent's only: the workers leave Ctrl-C to it
+        assert stderr.count("Traceback") <= 2  # the parent's only (one per Ctrl-C): workers leave it to it
         deadline = time.monotonic() + 20
         while _session_members(process.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
