@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deeplesion.boxes import to_coco
 from deeplesion.catalog import Catalog, LesionType, dl_info_text, from_lesions, load_catalog
-from deeplesion.coco import boxes_to_coco
 from deeplesion.errors import PredictionError
 from deeplesion.evaluate import evaluate, read_predictions_coco, read_predictions_csv
 from deeplesion.evaluate.predictions import Predictions
@@ -269,7 +269,7 @@ def test_coco_results_give_the_same_numbers(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     catalog, detections = random_problem(rng, 12)
     assert file_name_of_image_id(coco_image_id("000676_01_01_1022.png")) == "000676_01_01_1022.png"
-    triples = zip(detections.file_name, boxes_to_coco(detections.boxes), detections.score, strict=True)
+    triples = zip(detections.file_name, to_coco(detections.boxes), detections.score, strict=True)
     coco = [
         {"image_id": coco_image_id(n), "category_id": 1, "bbox": b.tolist(), "score": float(s)}
         for n, b, s in triples

@@ -16,24 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from deeplesion.boxes import to_coco
 from deeplesion.catalog import CSV_PIXEL_ORIGIN, Catalog, LesionType, Split
 from deeplesion.errors import UsageError
 from deeplesion.names import coco_image_id
-
-
-def boxes_to_coco(xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(N, 4) ``x1, y1, x2, y2`` -> (N, 4) COCO ``x, y, w, h``."""
-    b = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
-    return np.column_stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
-
-
-def boxes_from_coco(xywh: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(N, 4) COCO ``x, y, w, h`` -> (N, 4) ``x1, y1, x2, y2``."""
-    b = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
-    return np.column_stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]])
-
 
 # --- export -------------------------------------------------------------------------------------------
 
@@ -86,7 +73,7 @@ def coco_document(
             "test rows only: add `split='val'` or `split='test'`"
         )
     shift = 0.0 if frame == "project" else CSV_PIXEL_ORIGIN
-    boxes = rows.box + shift
+    xywh = to_coco(rows.box + shift)
     recist = rows.recist.reshape(-1, 8) + shift
     images: dict[str, dict[str, Any]] = {}
     annotations = []
@@ -104,8 +91,7 @@ def coco_document(
                 "z_position": lesion.location[2],
                 "windows": list(lesion.window),
             }
-        x1, y1, x2, y2 = (float(v) for v in boxes[i])
-        w, h = x2 - x1, y2 - y1
+        x1, y1, w, h = (float(v) for v in xywh[i])
         annotations.append(
             {
                 "id": lesion.row + 1,

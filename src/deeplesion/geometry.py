@@ -92,10 +92,16 @@ class Transform:
         return p * (self.scale_x, self.scale_y) + (self.shift_x, self.shift_y)
 
     def boxes(self, xyxy: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """(..., 4) boxes ``x1, y1, x2, y2`` -> transformed (..., 4) float64 (never clipped)."""
+        """(..., 4) boxes ``x1, y1, x2, y2`` -> transformed (..., 4) float64 (never clipped): the two
+        corners move as points, then are re-ordered so that ``x1 <= x2`` (a flip swaps them)."""
         b = np.asarray(xyxy, dtype=np.float64)
         scale = (self.scale_x, self.scale_y, self.scale_x, self.scale_y)
-        return b * scale + (self.shift_x, self.shift_y, self.shift_x, self.shift_y)
+        moved = b * scale + (self.shift_x, self.shift_y, self.shift_x, self.shift_y)
+        if self.scale_x < 0:
+            moved[..., [0, 2]] = moved[..., [2, 0]]
+        if self.scale_y < 0:
+            moved[..., [1, 3]] = moved[..., [3, 1]]
+        return np.asarray(moved, dtype=np.float64)
 
 
 def body_crop_box(
@@ -136,6 +142,16 @@ def crop(
     """Crop the last two axes of ``image`` (..., H, W) to ``box`` = ``(x0, y0, x1, y1)`` (a view)."""
     x0, y0, x1, y1 = box
     return image[..., y0:y1, x0:x1], Transform(shift_x=-x0, shift_y=-y0)
+
+
+def flip_horizontal(image: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], Transform]:
+    """Mirror the last axis of ``image`` (..., H, W): left and right swap, ``x' = W - 1 - x``.
+
+    An anatomy-changing augmentation: the patient's left becomes the right (the liver appears on the
+    wrong side), so use it only where that does not matter to the model.
+    """
+    width = image.shape[-1]
+    return image[..., ::-1], Transform(scale_x=-1.0, shift_x=width - 1.0)
 
 
 def spacing_scale(

@@ -61,18 +61,9 @@ def overlaps(
     ndarray
         (P,) float64.
     """
-    iw = np.maximum(
-        np.minimum(detections[:, 2], lesions[:, 2]) - np.maximum(detections[:, 0], lesions[:, 0]) + 1.0, 0.0
-    )
-    ih = np.maximum(
-        np.minimum(detections[:, 3], lesions[:, 3]) - np.maximum(detections[:, 1], lesions[:, 1]) + 1.0, 0.0
-    )
-    inters = iw * ih
-    det_area = (detections[:, 2] - detections[:, 0] + 1.0) * (detections[:, 3] - detections[:, 1] + 1.0)
-    if iobb:
-        return inters / det_area
-    gt_area = (lesions[:, 2] - lesions[:, 0] + 1.0) * (lesions[:, 3] - lesions[:, 1] + 1.0)
-    return inters / (det_area + gt_area - inters)  # type: ignore[no-any-return]
+    from deeplesion.boxes import overlap_pairs
+
+    return overlap_pairs(detections, lesions, inclusive=True, over="first" if iobb else "union")
 
 
 @dataclass(frozen=True)

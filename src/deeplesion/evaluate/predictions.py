@@ -172,7 +172,7 @@ def read_predictions_coco(path: str | os.PathLike[str], *, lenient: bool = False
 
     Image ids are those of this toolkit's COCO export (:func:`deeplesion.coco.coco_image_id`).
     """
-    from deeplesion.coco import boxes_from_coco
+    from deeplesion.boxes import from_coco
     from deeplesion.names import file_name_of_image_id
 
     path = Path(path)
@@ -199,7 +199,7 @@ def read_predictions_coco(path: str | os.PathLike[str], *, lenient: bool = False
             _fail_or_skip(
                 f"{path}: detection {position}: {exc!r} (needs image_id, bbox, score)", lenient, problems
             )
-    xyxy = boxes_from_coco(np.array(boxes, dtype=np.float64).reshape(-1, 4))
+    xyxy = from_coco(np.array(boxes, dtype=np.float64).reshape(-1, 4))
     values = np.column_stack([xyxy, np.array(scores, dtype=np.float64)]) if scores else np.zeros((0, 5))
     line_array = np.array(lines, dtype=np.int64)
     file_names = np.array(names, dtype=str)
