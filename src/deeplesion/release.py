@@ -29,11 +29,12 @@ from deeplesion.catalog import (
 )
 from deeplesion.context import ContextStack, Mode, build_stack, plan_context
 from deeplesion.errors import ImageError, UsageError
-from deeplesion.geometry import Transform, body_crop_box, crop, resize, spacing_scale
+from deeplesion.geometry import Transform, crop
 from deeplesion.io import describe_array
 from deeplesion.names import IMAGES_DIR, folder_of, parse_file_name, slice_number_of, slice_path
 from deeplesion.slices import read_slice_hu
-from deeplesion.windowing import resolve_window
+from deeplesion.transforms import Pipeline, Record, split_fusable
+from deeplesion.transforms import pipeline as build_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -319,17 +320,29 @@ class Release:
         slices: int = 9,
         interval_mm: float = 2.0,
         mode: Mode = "correct",
+        pipeline: Pipeline | None = None,
+        seed: int | np.random.Generator | None = None,
         window: str | tuple[float, float] = "model",
         scale: Literal["unit", "float255"] = "float255",
         crop_body: bool = True,
         target_mm: float | None = 0.8,
         max_size: int = 512,
     ) -> Sample:
-        """The reference preprocessing of a key slice and its context, in one call.
+        """A key slice and its context, preprocessed for a model: a :class:`~deeplesion.transforms.Pipeline`.
 
-        Steps: the body crop box of the key slice (reference black-border crop), a 2.5D stack of only
-        that region, the window (``model`` = [-1024, 3071] to 0-255 by default), then a resize to
-        ``target_mm`` per pixel with the long side at most ``max_size`` (None: no resize).
+        The default is the reference preprocessing (:data:`deeplesion.transforms.REFERENCE`): the body
+        crop box of the key slice, a 2.5D stack of only that region, the window (``model`` = [-1024,
+        3071] to 0-255), then a resize to ``target_mm`` per pixel with the long side at most ``max_size``.
+        The keywords ``window``, ``scale``, ``crop_body``, ``target_mm`` (None: no resize) and
+        ``max_size`` build that pipeline with other values; ``pipeline`` gives any other (augmentations
+        included, drawn from ``seed``). A leading body crop and window are fused into building the stack
+        (cropped before blending, windowed inside the blend): the same numbers, one pass less.
+
+        Parameters
+        ----------
+        mode
+            ``correct`` or ``reference``; in reference mode the context and every resize follow the
+            dataset authors' code (boxes ``x' = s * x``), pixel for pixel.
 
         Returns
         -------
@@ -337,13 +350,14 @@ class Release:
             The (C, H', W') float32 image, the boxes of the key slice's lesions in image pixels, the
             transform, and the lesions.
         """
+        chosen = pipeline or build_pipeline(
+            crop_body=crop_body, window=window, scale=scale, target_mm=target_mm, max_size=max_size
+        )
+        body, windowing, rest = split_fusable(chosen.steps)
         lesion = self.lesion(which)
         key = self.key_slice(lesion)
-        box = body_crop_box(key) if crop_body else (0, 0, key.shape[1], key.shape[0])
-        # the window's linear part is fused into the blend, its clipping follows: one pass less
-        low, high = resolve_window(window)
-        top = 1.0 if scale == "unit" else 255.0
-        gain = top / (high - low)
+        box = body.box(key) if body is not None else (0, 0, key.shape[1], key.shape[0])
+        gain, offset, top = windowing.gain_offset() if windowing is not None else (1.0, 0.0, 0.0)
         stack = self.context(
             lesion,
             slices=slices,
@@ -352,17 +366,23 @@ class Release:
             crop_box=box,
             preloaded={lesion.key_slice: key},
             gain=gain,
-            offset=-low * gain,
+            offset=offset,
         )
-        image = np.clip(stack.hu, 0.0, top, out=stack.hu)
+        image = np.clip(stack.hu, 0.0, top, out=stack.hu) if windowing is not None else stack.hu
         _, transform = crop(key, box)
-        if target_mm is not None:
-            factor = spacing_scale(lesion.spacing[0], image.shape[1:], target_mm=target_mm, max_size=max_size)
-            image, resized = resize(image, factor, rule="reference" if mode == "reference" else "centres")
-            transform = resized @ transform
+        record = Record(
+            image,
+            lesion.spacing[0],
+            transform,
+            rule="reference" if mode == "reference" else "centres",
+            key_hu=key,
+            windowed=windowing is not None,
+        )
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        record = Pipeline(chosen.name, rest)(record, rng)
         on_slice = self.catalog.lesions_on(lesion.file_name) or [lesion]
-        boxes = transform.boxes(np.array([x.box for x in on_slice]))
-        return Sample(image.astype(np.float32, copy=False), boxes, transform, on_slice)
+        boxes = record.boxes_of([x.box for x in on_slice])
+        return Sample(record.image, boxes, record.transform, on_slice)
 
     def volume(
         self, which: int | str | Lesion | Run, *, missing: Literal["error", "skip"] = "error"
