@@ -20,8 +20,9 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e .
 	touch $@
 
+# The tests of deeplesion.data need torch: the pinned wheels lie on local disk (no multi-GB download).
 $(DEV_STAMP): pyproject.toml constraints-torch.txt | $(BIN)/python
-	$(PIP) install --quiet -c constraints-torch.txt -e ".[dev]"
+	$(PIP) install --quiet -c constraints-torch.txt -e ".[dev,torch]"
 	touch $(CORE_STAMP) $@
 
 # The outputs (synthetic release, NIfTI, COCO, report.html, plots) stay in ./demo-out to look at.

@@ -50,6 +50,27 @@ def test_only_the_parallel_module_starts_processes() -> None:
     assert offenders == []
 
 
+def test_only_data_and_detect_import_torch() -> None:
+    importers = [
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if path.relative_to(SRC).parts[0] not in ("data", "detect")
+        and any(
+            line.strip().startswith(("import torch", "from torch"))
+            for line in path.read_text(encoding="utf-8").splitlines()
+        )
+    ]
+    assert importers == []
+
+
+def test_dataloader_workers_never_fork() -> None:
+    torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+    from deeplesion.data import data_loader
+
+    loader = data_loader(torch.utils.data.TensorDataset(torch.zeros(4)), num_workers=2)
+    assert loader.multiprocessing_context.get_start_method() == START_METHOD
+
+
 HANG_SCRIPT = """
 import sys, threading
 import cv2, numpy as np

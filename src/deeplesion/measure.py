@@ -55,3 +55,46 @@ def _interior(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Pixels of ``mask`` whose four neighbours are all in ``mask``."""
     padded = np.pad(mask, 1)
     return padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+
+
+def mask_from_recist(
+    recist: npt.ArrayLike, height: int, width: int, *, arc_points: int = 16
+) -> npt.NDArray[np.uint8]:
+    """The weak lesion mask of MULAN from the RECIST axes: four quarter-ellipse arcs through the four
+    endpoints, around the point where the two diameters cross.
+
+    Parameters
+    ----------
+    recist
+        (4, 2) pixel coordinates (x, y): long-axis endpoints, then short-axis endpoints.
+    height, width
+        The mask's size, pixels.
+    arc_points
+        Points per quarter arc.
+
+    Returns
+    -------
+    ndarray
+        (height, width) uint8, 1 inside.
+    """
+    import cv2
+
+    p = np.asarray(recist, dtype=np.float64).reshape(4, 2)
+    long_dir, short_dir = p[1] - p[0], p[3] - p[2]
+    # where the diameters cross (the middle of the long axis when they are parallel: a degenerate row)
+    matrix = np.column_stack([long_dir, -short_dir])
+    if abs(np.linalg.det(matrix)) > 1e-9:
+        t = np.linalg.solve(matrix, p[2] - p[0])[0]
+        centre = p[0] + np.clip(t, 0.0, 1.0) * long_dir
+    else:
+        centre = (p[0] + p[1]) / 2
+    order = [p[0], p[2], p[1], p[3]]  # around the lesion: long end, short end, other long end, other short
+    angles = np.linspace(0.0, np.pi / 2, arc_points, endpoint=False)
+    outline = []
+    for i in range(4):
+        u, v = order[i] - centre, order[(i + 1) % 4] - centre
+        outline.append(centre + np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * v)
+    polygon = np.round(np.concatenate(outline) * 16).astype(np.int32)  # 4 fractional bits
+    mask = np.zeros((height, width), dtype=np.uint8)
+    cv2.fillPoly(mask, [polygon], 1, lineType=cv2.LINE_8, shift=4)
+    return mask

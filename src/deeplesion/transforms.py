@@ -141,6 +141,21 @@ class Window:
 
 
 @dataclass(frozen=True)
+class MultiWindow:
+    """Several windows stacked as channels (MVP-Net's multi-window input): a (C, H, W) HU stack becomes
+    (len(windows) * C, H, W), window by window (all slices in the first window, then the next)."""
+
+    windows: tuple[str | tuple[float, float], ...] = ("soft_tissue", "lung", "bone")
+    scale: Literal["unit", "float255"] = "float255"
+
+    def __call__(self, record: Record, rng: np.random.Generator) -> Record:
+        if record.windowed:
+            raise ValueError("the image is already windowed")
+        planes = [Window(w, self.scale)(record, rng).image for w in self.windows]
+        return dataclasses.replace(record, image=np.concatenate(planes, axis=0), windowed=True)
+
+
+@dataclass(frozen=True)
 class Resize:
     """Resize so that pixels become ``target_mm`` wide, the long side at most ``max_size`` (the reference's
     spacing normalisation), by the factor itself as ``cv2.resize(im, None, fx=s, fy=s)``."""
