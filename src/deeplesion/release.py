@@ -38,6 +38,8 @@ from deeplesion.transforms import pipeline as build_pipeline
 
 log = logging.getLogger(__name__)
 
+_WARNED_LONE_FOLDERS: set[str] = set()
+
 
 @dataclass(frozen=True)
 class Run:
@@ -303,7 +305,8 @@ class Release:
             gain=gain,
             offset=offset,
         )
-        if stack.key_slice_only:
+        if stack.key_slice_only and lesion.folder not in _WARNED_LONE_FOLDERS:
+            _WARNED_LONE_FOLDERS.add(lesion.folder)  # once per series and process: a loop must not flood
             log.warning(
                 "%s: no neighbour slice of %s is available; all %d channels repeat the key slice "
                 "(stack.key_slice_only is True)",

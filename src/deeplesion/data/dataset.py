@@ -172,7 +172,9 @@ class KeySliceDataset(torch.utils.data.Dataset[tuple[torch.Tensor, Target]]):
         if self.masks:
             stacked = np.stack([mask_from_recist(r, height, width) for r in recist])
             target["masks"] = torch.as_tensor(stacked, dtype=torch.uint8)
-        return torch.from_numpy(np.ascontiguousarray(image)), target
+        # positive strides (the resize's channels-last view) go to torch as they are, without a copy
+        usable = image if all(stride > 0 for stride in image.strides) else np.ascontiguousarray(image)
+        return torch.from_numpy(usable), target
 
     def geometry(self, index: int) -> Transform:
         """The transform of item ``index`` from its key slice's pixels to the network's (at this epoch):

@@ -1,0 +1,75 @@
+"""Benchmark: samples per second of ``KeySliceDataset`` from the PNGs, alone and through a DataLoader.
+
+Run: ``.venv/bin/python benchmarks/bench_data.py`` (needs the torch extra; uses ../shared/data when present
+and a synthetic release generated in a temporary folder). 9 slices at 2 mm, the reference pipeline.
+"Per core" divides by the processes doing the work (1, or the number of workers).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+import deeplesion
+from deeplesion.catalog import load_catalog
+from deeplesion.data import KeySliceDataset, data_loader
+from deeplesion.synth import make_synthetic_release
+from machine import machine_header
+
+PNG16 = Path(__file__).resolve().parents[1].parent / "shared/data/deeplesion/png16"
+UNION = Path(__file__).resolve().parents[1].parent / "shared/data/deeplesion/DL_info/DL_info_union.csv"
+
+
+def rate(dataset: KeySliceDataset, workers: int | None, passes: int) -> float:
+    """Samples per second over ``passes`` passes (``workers`` None: indexing the dataset directly). The
+    loader is made once and its workers kept between passes (their start is not what is measured)."""
+    count = 0
+    if workers is None:
+        start = time.perf_counter()
+        for _ in range(passes):
+            for i in range(len(dataset)):
+                dataset[i]
+                count += 1
+        return count / (time.perf_counter() - start)
+    loader = data_loader(dataset, batch_size=2, num_workers=workers, persistent_workers=workers > 0)
+    for _ in loader:  # the first pass starts the workers
+        pass
+    start = time.perf_counter()
+    for _ in range(passes):
+        for images, _ in loader:
+            count += len(images)
+    return count / (time.perf_counter() - start)
+
+
+def measure(name: str, dataset: KeySliceDataset, passes: int, workers_list: tuple[int | None, ...]) -> None:
+    rate(dataset, None, 1)  # warm the page cache
+    for workers in workers_list:
+        per_second = rate(dataset, workers, passes)
+        cores = workers if workers else 1
+        label = "dataset[i]" if workers is None else f"DataLoader, {workers} workers"
+        print(f"| {name} | {len(dataset)} | {label} | {per_second:.1f} | {per_second / cores:.1f} |")
+
+
+def main() -> None:
+    cv2.setNumThreads(1)
+    print(machine_header(f"OpenCV {cv2.__version__}"))
+    print("9 slices at 2 mm, reference pipeline (crop, model window, 0.8 mm), from the PNGs")
+    print("| series | items | how | samples/s | samples/s per core |")
+    print("|---|---:|---|---:|---:|")
+    if PNG16.exists() and UNION.exists():
+        catalog = load_catalog(UNION).filter(file_names=["000001_03_01_088.png"])
+        dataset = KeySliceDataset(deeplesion.open(PNG16, catalog=catalog), split=None, exclude_noisy=False)
+        measure("real 000001_03_01 (1 mm)", dataset, 20, (None, 0))  # one item: no work to share
+    else:
+        print("(real series skipped: ../shared/data absent)")
+    with tempfile.TemporaryDirectory() as tmp:
+        make_synthetic_release(Path(tmp) / "r", patients=4, seed=1)
+        dataset = KeySliceDataset(deeplesion.open(Path(tmp) / "r"), split=None, on_missing="skip")
+        measure("synthetic release", dataset, 3, (None, 0, 2))
+
+
+if __name__ == "__main__":
+    main()
