@@ -1,4 +1,5 @@
-"""Benchmark: samples per second of ``KeySliceDataset`` from the PNGs, alone and through a DataLoader.
+"""Benchmark: samples per second of ``KeySliceDataset`` from the PNGs and from the decoded cache, alone
+and through a DataLoader, and the cache's bytes per key slice next to the PNGs'.
 
 Run: ``.venv/bin/python benchmarks/bench_data.py`` (needs the torch extra; uses ../shared/data when present
 and a synthetic release generated in a temporary folder). 9 slices at 2 mm, the reference pipeline.
@@ -14,6 +15,7 @@ from pathlib import Path
 import cv2
 
 import deeplesion
+from deeplesion.cache import build_cache, cache_info
 from deeplesion.catalog import load_catalog
 from deeplesion.data import KeySliceDataset, data_loader
 from deeplesion.synth import make_synthetic_release
@@ -53,22 +55,44 @@ def measure(name: str, dataset: KeySliceDataset, passes: int, workers_list: tupl
         print(f"| {name} | {len(dataset)} | {label} | {per_second:.1f} | {per_second / cores:.1f} |")
 
 
+def with_cache(
+    name: str, dataset: KeySliceDataset, cache_dir: Path, passes: int, workers: tuple[int | None, ...]
+) -> None:
+    release = dataset.release
+    build_cache(release.root, dataset.rows, cache_dir=cache_dir, context_mm=8.0)
+    cached = KeySliceDataset(release, split=None, exclude_noisy=False, on_missing="skip", cache=cache_dir)
+    measure(f"{name}, cache", cached, passes, workers)
+    info = cache_info(cache_dir, release.root)
+    sizes.append((name, info.keys, info.bytes / max(info.keys, 1), info.png_bytes / max(info.keys, 1)))
+
+
+sizes: list[tuple[str, int, float, float]] = []
+
+
 def main() -> None:
     cv2.setNumThreads(1)
     print(machine_header(f"OpenCV {cv2.__version__}"))
-    print("9 slices at 2 mm, reference pipeline (crop, model window, 0.8 mm), from the PNGs")
+    print("9 slices at 2 mm, reference pipeline (crop, model window, 0.8 mm); cache built with 8 mm context")
     print("| series | items | how | samples/s | samples/s per core |")
     print("|---|---:|---|---:|---:|")
-    if PNG16.exists() and UNION.exists():
-        catalog = load_catalog(UNION).filter(file_names=["000001_03_01_088.png"])
-        dataset = KeySliceDataset(deeplesion.open(PNG16, catalog=catalog), split=None, exclude_noisy=False)
-        measure("real 000001_03_01 (1 mm)", dataset, 20, (None, 0))  # one item: no work to share
-    else:
-        print("(real series skipped: ../shared/data absent)")
     with tempfile.TemporaryDirectory() as tmp:
+        if PNG16.exists() and UNION.exists():
+            catalog = load_catalog(UNION).filter(file_names=["000001_03_01_088.png"])
+            release = deeplesion.open(PNG16, catalog=catalog)
+            dataset = KeySliceDataset(release, split=None, exclude_noisy=False)
+            measure("real 000001_03_01 (1 mm)", dataset, 20, (None, 0))  # one item: no work to share
+            with_cache("real 000001_03_01 (1 mm)", dataset, Path(tmp) / "real-cache", 20, (None, 0))
+        else:
+            print("(real series skipped: ../shared/data absent)")
         make_synthetic_release(Path(tmp) / "r", patients=4, seed=1)
         dataset = KeySliceDataset(deeplesion.open(Path(tmp) / "r"), split=None, on_missing="skip")
         measure("synthetic release", dataset, 3, (None, 0, 2))
+        with_cache("synthetic release", dataset, Path(tmp) / "synth-cache", 3, (None, 0, 2))
+    print()
+    print("| cache of | key slices | cache MB per key slice | PNG MB per key slice (the cached slices) |")
+    print("|---|---:|---:|---:|")
+    for name, keys, cache_bytes, png_bytes in sizes:
+        print(f"| {name} | {keys} | {cache_bytes / 1e6:.2f} | {png_bytes / 1e6:.2f} |")
 
 
 if __name__ == "__main__":

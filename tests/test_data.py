@@ -107,8 +107,8 @@ def test_clear_errors(release: deeplesion.Release, tmp_path: Path) -> None:
         KeySliceDataset(empty, split="train")
     with pytest.raises(ImageError, match=r"key slice not on disk .*on_missing='skip'"):
         KeySliceDataset(deeplesion.open(tmp_path, catalog=release.catalog), split="train")
-    with pytest.raises(UsageError, match="not available yet"):
-        KeySliceDataset(release, cache=tmp_path)
+    with pytest.raises(UsageError, match="no cache there"):
+        KeySliceDataset(release, cache=tmp_path / "nowhere", on_missing="skip")
 
 
 def test_loaders_give_the_same_batches_at_any_worker_count(release: deeplesion.Release) -> None:
@@ -148,3 +148,15 @@ def test_own_rows_and_import_isolation(release: deeplesion.Release) -> None:
     assert 1 <= len(own) <= 2
     assert own[0][1]["file_name"] in {x.file_name for x in rows}
     assert len(pickle.loads(pickle.dumps(own))) == len(own)
+
+
+def test_the_cache_gives_the_same_items(release: deeplesion.Release, tmp_path: Path) -> None:
+    from deeplesion.cache import build_cache
+
+    build_cache(release.root, release.catalog, cache_dir=tmp_path / "cache", split="test", context_mm=8.0)
+    plain = KeySliceDataset(release, split="test", on_missing="skip")
+    cached = KeySliceDataset(release, split="test", on_missing="skip", cache=tmp_path / "cache")
+    assert cached.release.cache is not None and len(plain) == len(cached)
+    for index in range(len(plain)):
+        (a, ta), (b, tb) = plain[index], cached[index]
+        assert torch.equal(a, b) and torch.equal(ta["boxes"], tb["boxes"])

@@ -80,6 +80,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "archive-unverified": (Severity.NOTE, "no hash is known for a file, so only its size was checked"),
     "member-missing": (Severity.ERROR, "a file extracted from an archive is no longer on disk"),
     "member-crc-mismatch": (Severity.ERROR, "an extracted file's CRC-32 differs from the archive's record"),
+    # the decoded cache (deeplesion cache info)
+    "cache-stale": (Severity.WARNING, "a cached run's PNGs changed since it was built; the PNGs are read"),
+    "cache-partial": (Severity.WARNING, "a cache record is unreadable or its array is missing"),
+    "cache-corrupt": (Severity.ERROR, "a cached array's CRC-32 differs from its record"),
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from deeplesion.cache import SliceCache, default_cache_dir
 from deeplesion.catalog import (
     DEFAULT_FILE_NAME,
     Catalog,
@@ -29,11 +30,11 @@ from deeplesion.catalog import (
 )
 from deeplesion.context import ContextStack, Mode, build_stack, plan_context
 from deeplesion.errors import ImageError, UsageError
-from deeplesion.geometry import Transform, crop
+from deeplesion.geometry import Transform
 from deeplesion.io import describe_array
 from deeplesion.names import IMAGES_DIR, folder_of, parse_file_name, slice_number_of, slice_path
 from deeplesion.slices import read_slice_hu
-from deeplesion.transforms import Pipeline, Record, split_fusable
+from deeplesion.transforms import BodyCrop, Pipeline, Record, split_fusable
 from deeplesion.transforms import pipeline as build_pipeline
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,10 @@ class Release:
         The annotation file; default ``ROOT/DL_info.csv``.
     catalog
         An already loaded (for example filtered) catalog to use instead of reading ``annotations``.
+    cache
+        A decoded cache folder (``deeplesion cache build``) to read slices from where it is valid; the
+        arrays are the same as from the PNGs, bit for bit. ``"auto"``: the default folder under the
+        root when there is one.
     """
 
     def __init__(
@@ -162,23 +167,39 @@ class Release:
         *,
         annotations: str | os.PathLike[str] | None = None,
         catalog: Catalog | None = None,
+        cache: str | os.PathLike[str] | None = None,
     ) -> None:
         self.root = resolve_root(root)
         self.annotations = Path(annotations) if annotations is not None else self.root / DEFAULT_FILE_NAME
         self._given_catalog = catalog
         self._listing: dict[str, frozenset[int]] = {}
+        self.cache = self._open_cache(cache)
+
+    def _open_cache(self, cache: str | os.PathLike[str] | None) -> SliceCache | None:
+        if cache is None:
+            return None
+        if str(cache) == "auto":
+            folder = default_cache_dir(self.root)
+            return SliceCache(folder, self.root) if folder.is_dir() else None
+        return SliceCache(cache, self.root)
 
     def __repr__(self) -> str:
         return f"Release({str(self.root)!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         # Only what identifies the release travels; catalogs and listings are rebuilt where needed.
-        return {"root": self.root, "annotations": self.annotations, "catalog": self._given_catalog}
+        return {
+            "root": self.root,
+            "annotations": self.annotations,
+            "catalog": self._given_catalog,
+            "cache": self.cache,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.root = state["root"]
         self.annotations = state["annotations"]
         self._given_catalog = state["catalog"]
+        self.cache = state.get("cache")
         self._listing = {}
 
     @cached_property
@@ -295,16 +316,31 @@ class Release:
         if lesion.key_slice not in on_disk:
             raise ImageError(f"{self.path(lesion.folder, lesion.key_slice)}: key slice not on disk")
         size = lesion.image_size
-        stack = build_stack(
-            lesion.key_slice,
-            plan,
-            available,
-            lambda n: self.read_slice(lesion.folder, n, image_size=size),
-            crop_box=crop_box,
-            preloaded=preloaded,
-            gain=gain,
-            offset=offset,
-        )
+        if crop_box is not None and self.cache is not None:
+            # read the region itself: from the cache where it holds it, else the PNG, cropped here
+            box, cache, folder = crop_box, self.cache, lesion.folder
+
+            def read_region(n: int) -> npt.NDArray[np.int16]:
+                region = cache.region(folder, n, box)
+                if region is not None:
+                    return region
+                return self.read_slice(folder, n, image_size=size)[box[1] : box[3], box[0] : box[2]]
+
+            given = {n: v[box[1] : box[3], box[0] : box[2]] for n, v in (preloaded or {}).items()}
+            stack = build_stack(
+                lesion.key_slice, plan, available, read_region, preloaded=given, gain=gain, offset=offset
+            )
+        else:
+            stack = build_stack(
+                lesion.key_slice,
+                plan,
+                available,
+                lambda n: self.read_slice(lesion.folder, n, image_size=size),
+                crop_box=crop_box,
+                preloaded=preloaded,
+                gain=gain,
+                offset=offset,
+            )
         if stack.key_slice_only and lesion.folder not in _WARNED_LONE_FOLDERS:
             _WARNED_LONE_FOLDERS.add(lesion.folder)  # once per series and process: a loop must not flood
             log.warning(
@@ -358,8 +394,15 @@ class Release:
         )
         body, windowing, rest = split_fusable(chosen.steps)
         lesion = self.lesion(which)
-        key = self.key_slice(lesion)
-        box = body.box(key) if body is not None else (0, 0, key.shape[1], key.shape[0])
+        cached_box = None
+        if self.cache is not None and body == BodyCrop() and not any(isinstance(s, BodyCrop) for s in rest):
+            cached_box = self.cache.key_box(lesion.folder, lesion.key_slice)  # the reference crop, cached
+        key: npt.NDArray[np.int16] | None = None
+        if cached_box is not None:
+            box = cached_box
+        else:
+            key = self.key_slice(lesion)
+            box = body.box(key) if body is not None else (0, 0, key.shape[1], key.shape[0])
         gain, offset, top = windowing.gain_offset() if windowing is not None else (1.0, 0.0, 0.0)
         stack = self.context(
             lesion,
@@ -367,12 +410,12 @@ class Release:
             interval_mm=interval_mm,
             mode=mode,
             crop_box=box,
-            preloaded={lesion.key_slice: key},
+            preloaded={lesion.key_slice: key} if key is not None else None,
             gain=gain,
             offset=offset,
         )
         image = np.clip(stack.hu, 0.0, top, out=stack.hu) if windowing is not None else stack.hu
-        _, transform = crop(key, box)
+        transform = Transform(shift_x=-box[0], shift_y=-box[1])  # the crop's, as geometry.crop gives it
         record = Record(
             image,
             lesion.spacing[0],
@@ -425,6 +468,7 @@ def open_release(
     *,
     annotations: str | os.PathLike[str] | None = None,
     catalog: Catalog | None = None,
+    cache: str | os.PathLike[str] | None = None,
 ) -> Release:
     """Open a release folder (``deeplesion.open``); see :class:`Release`.
 
@@ -433,4 +477,4 @@ def open_release(
     DataRootError
         No root given and ``DEEPLESION_ROOT`` unset, or the folder does not exist.
     """
-    return Release(root, annotations=annotations, catalog=catalog)
+    return Release(root, annotations=annotations, catalog=catalog, cache=cache)

@@ -49,6 +49,7 @@ def _root(
 
 def _register() -> None:
     from deeplesion.cli import (
+        cache_commands,
         catalog_commands,
         data_commands,
         demo_command,
@@ -61,6 +62,7 @@ def _register() -> None:
     catalog_commands.register(app)
     data_commands.register(app)
     export_commands.register(app)
+    cache_commands.register(app)
     viz_commands.register(app)
     synth_command.register(app)
     evaluate_command.register(app)

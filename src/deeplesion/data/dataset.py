@@ -53,7 +53,8 @@ class KeySliceDataset(torch.utils.data.Dataset[tuple[torch.Tensor, Target]]):
     masks
         Add ``masks``: (K, H, W) uint8 weak masks from the RECIST axes (MULAN's four quarter ellipses).
     cache
-        A decoded cache; not available yet (a later change), so anything but None is refused.
+        A decoded cache folder (``deeplesion cache build``): slices are read from it where it is valid,
+        bit for bit what the PNGs give; elsewhere the PNGs are read.
     seed
         Random steps draw from ``(seed, epoch, index)``, so an item is the same at any ``num_workers``.
     on_missing
@@ -85,8 +86,6 @@ class KeySliceDataset(torch.utils.data.Dataset[tuple[torch.Tensor, Target]]):
         seed: int = 0,
         on_missing: Literal["raise", "skip"] = "raise",
     ) -> None:
-        if cache is not None:
-            raise UsageError("`cache` is not available yet: the decoded cache is a later capability")
         if labels not in ("lesion", "type"):
             raise UsageError(f"`labels={labels!r}`: use lesion or type")
         if on_missing not in ("raise", "skip"):
@@ -101,6 +100,10 @@ class KeySliceDataset(torch.utils.data.Dataset[tuple[torch.Tensor, Target]]):
         if labels == "type" and (rows.lesion_type == int(LesionType.UNKNOWN)).any():
             raise UsageError(
                 "lesion types are annotated on val and test rows only; use `labels='lesion'` for train rows"
+            )
+        if cache is not None:
+            release = Release(
+                release.root, annotations=release.annotations, catalog=release._given_catalog, cache=cache
             )
         self.release = release
         self.rows = rows
