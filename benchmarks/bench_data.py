@@ -60,7 +60,9 @@ def with_cache(
 ) -> None:
     release = dataset.release
     build_cache(release.root, dataset.rows, cache_dir=cache_dir, context_mm=8.0)
-    cached = KeySliceDataset(release, split=None, exclude_noisy=False, on_missing="skip", cache=cache_dir)
+    cached = KeySliceDataset(
+        release, split=None, exclude_noisy=False, on_missing="skip", cache=cache_dir
+    )  # the same items as the PNG rows above: every row, noisy ones included
     measure(f"{name}, cache", cached, passes, workers)
     info = cache_info(cache_dir, release.root)
     sizes.append((name, info.keys, info.bytes / max(info.keys, 1), info.png_bytes / max(info.keys, 1)))
@@ -85,7 +87,8 @@ def main() -> None:
         else:
             print("(real series skipped: ../shared/data absent)")
         make_synthetic_release(Path(tmp) / "r", patients=4, seed=1)
-        dataset = KeySliceDataset(deeplesion.open(Path(tmp) / "r"), split=None, on_missing="skip")
+        release = deeplesion.open(Path(tmp) / "r")
+        dataset = KeySliceDataset(release, split=None, exclude_noisy=False, on_missing="skip")
         measure("synthetic release", dataset, 3, (None, 0, 2))
         with_cache("synthetic release", dataset, Path(tmp) / "synth-cache", 3, (None, 0, 2))
     print()
