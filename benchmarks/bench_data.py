@@ -11,8 +11,10 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
+import torch
 
 import deeplesion
 from deeplesion.cache import build_cache, cache_info
@@ -25,7 +27,20 @@ PNG16 = Path(__file__).resolve().parents[1].parent / "shared/data/deeplesion/png
 UNION = Path(__file__).resolve().parents[1].parent / "shared/data/deeplesion/DL_info/DL_info_union.csv"
 
 
-def rate(dataset: KeySliceDataset, workers: int | None, passes: int) -> float:
+def reference_rate(dataset: KeySliceDataset, passes: int) -> float:
+    """Samples per second of the straightforward reference-style loader of bench_context (float64 blends
+    of whole slices, then window, crop, resize), for comparison."""
+    from bench_context import reference_style
+
+    lesions = [dataset.lesions(i)[0] for i in range(len(dataset))]
+    start = time.perf_counter()
+    for _ in range(passes):
+        for lesion in lesions:
+            reference_style(dataset.release, lesion)
+    return passes * len(lesions) / (time.perf_counter() - start)
+
+
+def rate(dataset: Any, workers: int | None, passes: int) -> float:
     """Samples per second over ``passes`` passes (``workers`` None: indexing the dataset directly). The
     loader is made once and its workers kept between passes (their start is not what is measured)."""
     count = 0
@@ -46,7 +61,7 @@ def rate(dataset: KeySliceDataset, workers: int | None, passes: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def measure(name: str, dataset: KeySliceDataset, passes: int, workers_list: tuple[int | None, ...]) -> None:
+def measure(name: str, dataset: Any, passes: int, workers_list: tuple[int | None, ...]) -> None:
     rate(dataset, None, 1)  # warm the page cache
     for workers in workers_list:
         per_second = rate(dataset, workers, passes)
@@ -82,13 +97,28 @@ def main() -> None:
             catalog = load_catalog(UNION).filter(file_names=["000001_03_01_088.png"])
             release = deeplesion.open(PNG16, catalog=catalog)
             dataset = KeySliceDataset(release, split=None, exclude_noisy=False)
-            measure("real 000001_03_01 (1 mm)", dataset, 20, (None, 0))  # one item: no work to share
+            reference = reference_rate(dataset, 20)
+            print(f"| real 000001_03_01 (1 mm) | 1 | reference-style loader | {reference:.1f} | - |")
+            measure("real 000001_03_01 (1 mm)", dataset, 20, (None, 0))
+            # one item: repeated 8 times so that 2 workers have work to share
+            measure("real 000001_03_01 (1 mm) x8", torch.utils.data.ConcatDataset([dataset] * 8), 3, (2,))
             with_cache("real 000001_03_01 (1 mm)", dataset, Path(tmp) / "real-cache", 20, (None, 0))
+            cached_real = KeySliceDataset(
+                release, split=None, exclude_noisy=False, cache=Path(tmp) / "real-cache"
+            )
+            measure(
+                "real 000001_03_01 (1 mm) x8, cache",
+                torch.utils.data.ConcatDataset([cached_real] * 8),
+                3,
+                (2,),
+            )
         else:
             print("(real series skipped: ../shared/data absent)")
         make_synthetic_release(Path(tmp) / "r", patients=4, seed=1)
         release = deeplesion.open(Path(tmp) / "r")
         dataset = KeySliceDataset(release, split=None, exclude_noisy=False, on_missing="skip")
+        reference = reference_rate(dataset, 3)
+        print(f"| synthetic release | {len(dataset)} | reference-style loader | {reference:.1f} | - |")
         measure("synthetic release", dataset, 3, (None, 0, 2))
         with_cache("synthetic release", dataset, Path(tmp) / "synth-cache", 3, (None, 0, 2))
     print()

@@ -139,6 +139,15 @@ def box_iou(a: npt.ArrayLike, b: npt.ArrayLike, *, inclusive: bool = True) -> np
     return overlap_pairs(_as_boxes(a)[:, None, :], _as_boxes(b)[None, :, :], inclusive=inclusive)
 
 
+def outside_image(boxes: npt.ArrayLike, sizes: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """(N,) whether catalog boxes reach past their image, given (N, 2) ``(width, height)`` per box (a
+    corner beyond the centre of the first or last pixel)."""
+    b = _as_boxes(boxes)
+    size = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+    low = (b[:, 0] < 0) | (b[:, 1] < 0)
+    return np.asarray(low | (b[:, 2] > size[:, 0] - 1) | (b[:, 3] > size[:, 1] - 1))
+
+
 def clip(boxes: npt.ArrayLike, width: int, height: int) -> Boxes:
     """Catalog boxes clipped to an image of ``width`` x ``height`` pixels (centres 0 .. size - 1)."""
     b = _as_boxes(boxes).copy()

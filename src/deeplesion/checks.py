@@ -12,6 +12,7 @@ from collections import defaultdict
 import numpy as np
 import numpy.typing as npt
 
+from deeplesion.boxes import outside_image
 from deeplesion.catalog import BOX_PADDING_PX, Catalog, Split
 from deeplesion.findings import Finding, make_finding
 from deeplesion.names import folder_of, key_file_name
@@ -186,7 +187,7 @@ def _row_checks(cat: Catalog) -> list[Finding]:
         lambda i: (f"image is {size[i, 0]}x{size[i, 1]} px", f"{size[i, 0]}, {size[i, 1]}"),
     )
     box = cat.box
-    outside = (box[:, 0] < 0) | (box[:, 1] < 0) | (box[:, 2] > size[:, 0] - 1) | (box[:, 3] > size[:, 1] - 1)
+    outside = outside_image(box, size)
     emit(
         sane & outside,
         "box-outside-image",
