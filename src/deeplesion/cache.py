@@ -36,7 +36,7 @@ from deeplesion.catalog import Catalog
 from deeplesion.errors import ImageError, UsageError
 from deeplesion.findings import Finding, make_finding
 from deeplesion.geometry import body_crop_box
-from deeplesion.io import replacing
+from deeplesion.io import atomic_write_bytes, replacing
 from deeplesion.names import IMAGES_DIR, slice_file_name
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,8 @@ def build_cache(
             force,
         )
     existing = [t for t in runs.values() if (Path(root) / IMAGES_DIR / t.folder).is_dir()]
-    (target / "cache.json").write_text(json.dumps({"version": CACHE_VERSION, "context_mm": context_mm}))
+    about = {"version": CACHE_VERSION, "context_mm": context_mm}
+    atomic_write_bytes(target / "cache.json", json.dumps(about).encode("utf-8"), force=True)
     summary = BuildSummary(target, runs=len(existing))
     calls = [(t,) for t in existing]
     for result in map_calls(build_run, calls, jobs=jobs, scheduler=scheduler, progress=progress):
