@@ -219,6 +219,32 @@ def test_context_runs_are_on_disk(release: Path, catalog: Catalog, manifest: dic
             assert (release / path).exists() or path in missing
 
 
+def test_each_row_names_its_3d_lesion(catalog: Catalog, manifest: dict) -> None:  # type: ignore[type-arg]
+    ids = manifest["lesion_ids"]
+    assert len(ids) == len(catalog) == manifest["rows"]
+    truth = manifest["lesions"]
+    followed = 0
+    by_id: dict[str, list[int]] = {}
+    for row, lesion_id in enumerate(ids):
+        by_id.setdefault(lesion_id, []).append(row)
+        lesion = catalog[row]
+        assert lesion_id.startswith(f"{lesion.patient:06d}-")  # an identity never crosses patients
+        entry = truth[lesion_id]
+        study = entry["studies"][str(lesion.study)]
+        # the row measures that lesion: its long diameter is at most the ellipsoid's largest in-plane one
+        assert lesion.long_diameter_mm <= max(study["diameters_mm"][:2]) + 2 * lesion.spacing[0]
+        if lesion.split.label != "train":
+            assert lesion.lesion_type.label == entry["type"]
+    for rows in by_id.values():
+        studies = {catalog[r].study for r in rows}
+        if len(studies) > 1:
+            followed += 1
+            centres = {tuple(truth[ids[rows[0]]]["studies"][str(s)]["centre_mm"]) for s in studies}
+            assert len(centres) == 1  # the same place in every study (no patient shift yet)
+        assert len(studies) == len(rows)  # one row per lesion and study
+    assert followed >= 3  # some lesions are annotated in more than one study
+
+
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
     def tree(root: Path) -> dict[str, str]:
         return {

@@ -126,6 +126,21 @@ class PatientPlan:
     sex: str
     split: Split
     series: list[SeriesPlan]
+    lesions: list[Lesion3D] = field(default_factory=list)  # the 3D lesions, in identity order
+
+    def lesion_id(self, lesion: Lesion3D) -> str:
+        """The identity of a 3D lesion across this patient's studies: ``PPPPPP-LNN`` by its place in
+        :attr:`lesions` (studies change its size, never its centre); ``PPPPPP-XNN`` for a lesion drawn
+        in one quirk series only."""
+        for number, known in enumerate(self.lesions, 1):
+            if known.center == lesion.center:
+                return f"{self.index:06d}-L{number:02d}"
+        extra = [x for x in self.extra_lesions if x.center == lesion.center]
+        if not extra:
+            self.extra_lesions.append(lesion)
+        return f"{self.index:06d}-X{self.extra_lesions.index(extra[0] if extra else lesion) + 1:02d}"
+
+    extra_lesions: list[Lesion3D] = field(default_factory=list)
 
 
 def _cavity(body: Body, z: float) -> tuple[float, float]:
@@ -252,7 +267,7 @@ def plan_release(patients: int, seed: int, *, quirks: bool = False) -> list[Pati
                     rng,
                 )
             )
-        plans.append(PatientPlan(index, body, sex, splits[p], series_plans))
+        plans.append(PatientPlan(index, body, sex, splits[p], series_plans, list(lesions)))
     if quirks:
         _plan_quirk_series(plans, seed)
     for plan in plans:
@@ -415,14 +430,16 @@ def make_synthetic_release(
     with staged_dir(Path(out), force=force) as stage:
         records: list[Lesion] = []
         ages: list[str] = []
+        lesion_ids: list[str] = []
         slices_written = 0
         for plan in plans:
             for series in plan.series:
                 rows, count = _write_series(stage, plan, series, seed, progress, slices_written, total)
                 slices_written += count
-                for lesion, age in rows:
+                for lesion, age, lesion_id in rows:
                     records.append(lesion)
                     ages.append(age)
+                    lesion_ids.append(lesion_id)
         _mark_noisy(records, seed)
         planted = _plant_quirks(stage, plans, records, ages, seed) if quirks else []
         catalog = from_lesions(records, ages=ages)
@@ -432,11 +449,13 @@ def make_synthetic_release(
             "generator": "deeplesion synth",
             "seed": seed,
             "patients": patients,
-            "lesions": len(records),
+            "rows": len(records),
             "key_slices": catalog.num_key_slices,
             "slices": slices_written - sum(q["quirk"] == "missing-slice" for q in planted),
             "zips": archive_names,
             "quirks": planted,
+            "lesion_ids": lesion_ids,
+            "lesions": _lesion_truth(plans),
         }
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         size = sum(f.stat().st_size for f in stage.rglob("*") if f.is_file())
@@ -452,6 +471,22 @@ def make_synthetic_release(
     )
 
 
+def _lesion_truth(plans: list[PatientPlan]) -> dict[str, dict[str, Any]]:
+    """For each 3D lesion id: its type, and per study that draws it the true centre (x, y, z, mm, body
+    coordinates: x to the patient's left, y to the back, z from the top of the body) and its three
+    diameters (mm, the ellipsoid's full axes at that study)."""
+    truth: dict[str, dict[str, Any]] = {}
+    for plan in plans:
+        for series in plan.series:
+            for lesion in series.lesions:
+                entry = truth.setdefault(plan.lesion_id(lesion), {"type": lesion.kind, "studies": {}})
+                entry["studies"][str(series.study)] = {
+                    "centre_mm": [round(v, 3) for v in lesion.center],
+                    "diameters_mm": [round(2 * v, 3) for v in lesion.semi_axes],
+                }
+    return truth
+
+
 def _write_series(
     root: Path,
     plan: PatientPlan,
@@ -460,8 +495,9 @@ def _write_series(
     progress: Callable[[int, int], None] | None,
     done: int,
     total: int,
-) -> tuple[list[tuple[Lesion, str]], int]:
-    """Render and write every slice of the series' runs; measure its key slices."""
+) -> tuple[list[tuple[Lesion, str, str]], int]:
+    """Render and write every slice of the series' runs; measure its key slices (each row with the
+    identity of the 3D lesion it measures)."""
     rng = np.random.default_rng([seed, plan.index, series.study, series.series, 7])
     noise = NoiseBank(series.geometry.size, NOISE_SIGMA_HU, rng)
     folder = root / IMAGES_DIR / series.folder
@@ -478,7 +514,8 @@ def _write_series(
     for i in series.annotated:
         lesion = _measure(plan, series, i, rng)
         if lesion is not None:
-            rows.append((lesion, "NaN" if series.age is None else str(int(series.age))))
+            age = "NaN" if series.age is None else str(int(series.age))
+            rows.append((lesion, age, plan.lesion_id(series.lesions[i])))
     rows.sort(key=lambda r: (r[0].key_slice, r[0].recist[0, 0]))
     return rows, count
 
