@@ -141,7 +141,12 @@ def crop(
 ) -> tuple[npt.NDArray[np.generic], Transform]:
     """Crop the last two axes of ``image`` (..., H, W) to ``box`` = ``(x0, y0, x1, y1)`` (a view)."""
     x0, y0, x1, y1 = box
-    return image[..., y0:y1, x0:x1], Transform(shift_x=-x0, shift_y=-y0)
+    return image[..., y0:y1, x0:x1], crop_transform(box)
+
+
+def crop_transform(box: tuple[int, int, int, int]) -> Transform:
+    """The transform of :func:`crop` to ``box`` = ``(x0, y0, x1, y1)``, without an image."""
+    return Transform(shift_x=-box[0], shift_y=-box[1])
 
 
 def flip_horizontal(image: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], Transform]:

@@ -30,7 +30,7 @@ from deeplesion.catalog import (
 )
 from deeplesion.context import ContextStack, Mode, build_stack, plan_context
 from deeplesion.errors import ImageError, UsageError
-from deeplesion.geometry import Transform
+from deeplesion.geometry import Transform, crop_transform
 from deeplesion.io import describe_array
 from deeplesion.names import IMAGES_DIR, folder_of, parse_file_name, slice_number_of, slice_path
 from deeplesion.slices import read_slice_hu
@@ -316,31 +316,31 @@ class Release:
         if lesion.key_slice not in on_disk:
             raise ImageError(f"{self.path(lesion.folder, lesion.key_slice)}: key slice not on disk")
         size = lesion.image_size
+        folder = lesion.folder
+
+        def read(n: int) -> npt.NDArray[np.int16]:
+            return self.read_slice(folder, n, image_size=size)
+
         if crop_box is not None and self.cache is not None:
             # read the region itself: from the cache where it holds it, else the PNG, cropped here
-            box, cache, folder = crop_box, self.cache, lesion.folder
+            box, cache, read_png = crop_box, self.cache, read
 
-            def read_region(n: int) -> npt.NDArray[np.int16]:
+            def read(n: int) -> npt.NDArray[np.int16]:
                 region = cache.region(folder, n, box)
-                if region is not None:
-                    return region
-                return self.read_slice(folder, n, image_size=size)[box[1] : box[3], box[0] : box[2]]
+                return region if region is not None else read_png(n)[box[1] : box[3], box[0] : box[2]]
 
-            given = {n: v[box[1] : box[3], box[0] : box[2]] for n, v in (preloaded or {}).items()}
-            stack = build_stack(
-                lesion.key_slice, plan, available, read_region, preloaded=given, gain=gain, offset=offset
-            )
-        else:
-            stack = build_stack(
-                lesion.key_slice,
-                plan,
-                available,
-                lambda n: self.read_slice(lesion.folder, n, image_size=size),
-                crop_box=crop_box,
-                preloaded=preloaded,
-                gain=gain,
-                offset=offset,
-            )
+            preloaded = {n: v[box[1] : box[3], box[0] : box[2]] for n, v in (preloaded or {}).items()}
+            crop_box = None
+        stack = build_stack(
+            lesion.key_slice,
+            plan,
+            available,
+            read,
+            crop_box=crop_box,
+            preloaded=preloaded,
+            gain=gain,
+            offset=offset,
+        )
         if stack.key_slice_only and lesion.folder not in _WARNED_LONE_FOLDERS:
             _WARNED_LONE_FOLDERS.add(lesion.folder)  # once per series and process: a loop must not flood
             log.warning(
@@ -415,7 +415,7 @@ class Release:
             offset=offset,
         )
         image = np.clip(stack.hu, 0.0, top, out=stack.hu) if windowing is not None else stack.hu
-        transform = Transform(shift_x=-box[0], shift_y=-box[1])  # the crop's, as geometry.crop gives it
+        transform = crop_transform(box)
         record = Record(
             image,
             lesion.spacing[0],
