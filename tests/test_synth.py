@@ -65,8 +65,8 @@ def test_csv_values_are_plausible(catalog: Catalog) -> None:
     assert (train.lesion_type == int(LesionType.UNKNOWN)).all()
     assert (catalog.filter(split=["val", "test"]).lesion_type != -1).all()
     assert catalog.noisy.any()
-    # lesions are 5-60 mm ellipsoids; a key slice cuts them near, not always at, their widest section
-    assert catalog.long_diameter_mm.min() > 2.0 and catalog.long_diameter_mm.max() < 80.0
+    # sizes follow the real long diameters (0.6-342 mm); a key slice cuts near, not always at, the widest
+    assert catalog.long_diameter_mm.min() > 0.5 and catalog.long_diameter_mm.max() < 350.0
     several = [rows for rows in catalog.key_slice_groups().values() if len(rows) > 1]
     assert several, "some key slices carry several lesions"
     runs_per_folder: dict[str, set[tuple[int, int]]] = {}
@@ -99,15 +99,15 @@ def test_recist_endpoints_lie_on_the_drawn_lesion_boundary(catalog: Catalog) -> 
                 row = min(candidates, key=lambda x: float(np.linalg.norm(x.recist.mean(0) - center)))
                 for point in row.recist:
                     assert np.linalg.norm(boundary - point, axis=1).min() <= 0.45, (name, point)
-                # the box is the RECIST extent + 5 px (the official definition), so for a large, tilted
-                # lesion a rim can stick out; it still holds nearly all of the drawn lesion
+                # the box is the RECIST extent + 5 px (the official definition), so a lobe of a large,
+                # irregular lesion can stick out; it still holds nearly all of the drawn lesion
                 my, mx = np.nonzero(mask)
                 mx, my = mx + cols.start, my + rows.start
                 inside = (mx >= row.box[0]) & (mx <= row.box[2]) & (my >= row.box[1]) & (my <= row.box[3])
                 fractions.append(float(inside.mean()))
                 checked += 1
     assert checked == len(catalog)
-    assert min(fractions) > 0.97 and np.median(fractions) == 1.0
+    assert min(fractions) > 0.85 and np.median(fractions) == 1.0
 
 
 def test_annotations_match_the_image(release: Path, catalog: Catalog) -> None:
@@ -137,7 +137,7 @@ def test_slices_look_like_ct(release: Path, catalog: Catalog) -> None:
     hu = read_slice_hu(release / lesion.key_slice_path)
     assert hu.dtype == np.int16 and hu.shape == (lesion.image_size[1], lesion.image_size[0])
     assert hu[0, 0] in (-1024, -3024) and (hu == hu[0, 0]).mean() > 0.15  # outside the field of view
-    body = hu > -300
+    body = hu > -950  # soft tissue, bone and lung parenchyma (about -880 HU); not air
     assert 0.25 < body.mean() < 0.9
     assert (hu > 400).sum() > 100  # bone
     fat = (hu > -130) & (hu < -70)
@@ -220,9 +220,11 @@ def test_context_runs_are_on_disk(release: Path, catalog: Catalog, manifest: dic
 
 
 def test_each_row_names_its_3d_lesion(catalog: Catalog, manifest: dict) -> None:  # type: ignore[type-arg]
+    """Every row names its 3D lesion; the manifest's per-study centre lies inside the row's box, and
+    undoing each study's recorded pose gives the same body position in every study."""
     ids = manifest["lesion_ids"]
     assert len(ids) == len(catalog) == manifest["rows"]
-    truth = manifest["lesions"]
+    truth, series_truth = manifest["lesions"], manifest["series"]
     followed = 0
     by_id: dict[str, list[int]] = {}
     for row, lesion_id in enumerate(ids):
@@ -231,18 +233,32 @@ def test_each_row_names_its_3d_lesion(catalog: Catalog, manifest: dict) -> None:
         assert lesion_id.startswith(f"{lesion.patient:06d}-")  # an identity never crosses patients
         entry = truth[lesion_id]
         study = entry["studies"][str(lesion.study)]
-        # the row measures that lesion: its long diameter is at most the ellipsoid's largest in-plane one
-        assert lesion.long_diameter_mm <= max(study["diameters_mm"][:2]) + 2 * lesion.spacing[0]
+        assert study["series"] == lesion.folder and study["annotated"]
+        col, row_px = study["centre_px"]
+        x1, y1, x2, y2 = lesion.box
+        assert x1 <= col <= x2 and y1 <= row_px <= y2, (lesion.file_name, study["centre_px"], lesion.box)
+        assert abs(study["centre_slice"] - lesion.key_slice) <= 0.5 + 1e-6  # the key slice is the nearest
+        # the row measures that lesion: at most its largest in-plane extent (plus a pixel either end)
+        assert lesion.long_diameter_mm <= study["diameters_mm"][0] + 2 * lesion.spacing[0]
         if lesion.split.label != "train":
             assert lesion.lesion_type.label == entry["type"]
+        # image position -> body frame with the recorded pose: the same anatomical place in every study
+        pose = series_truth[lesion.folder]
+        angle = np.radians(pose["rotation_deg"])
+        sx, sy = np.array(study["centre_mm"][:2]) - np.array(pose["shift_mm"])
+        body_x, body_y = sx * np.cos(angle) + sy * np.sin(angle), -sx * np.sin(angle) + sy * np.cos(angle)
+        body_z = study["centre_mm"][2] + pose["slice1_body_z_mm"]
+        np.testing.assert_allclose([body_x, body_y, body_z], entry["body_centre_mm"], atol=0.02)
+    shifts = []
     for rows in by_id.values():
         studies = {catalog[r].study for r in rows}
+        assert len(studies) == len(rows)  # one row per lesion and study
         if len(studies) > 1:
             followed += 1
-            centres = {tuple(truth[ids[rows[0]]]["studies"][str(s)]["centre_mm"]) for s in studies}
-            assert len(centres) == 1  # the same place in every study (no patient shift yet)
-        assert len(studies) == len(rows)  # one row per lesion and study
+            centres = [truth[ids[rows[0]]]["studies"][str(s)]["centre_mm"][:2] for s in sorted(studies)]
+            shifts.append(float(np.linalg.norm(np.subtract(centres[0], centres[1]))))
     assert followed >= 3  # some lesions are annotated in more than one study
+    assert max(shifts) > 1.0  # and they move in the image between studies (patient shift and rotation)
 
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:

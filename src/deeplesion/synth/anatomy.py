@@ -1,0 +1,651 @@
+"""A patient's anatomy as irregular cross-sections that change smoothly along z.
+
+Coordinates. Body frame, millimetres: ``x`` to the patient's left (image right), ``y`` to the back (image
+down), ``z`` toward the feet. ``zn = z / height_mm`` is the normalized body height that DL_info.csv's
+``Normalized_lesion_location`` uses (measured on the real rows: lung lesions 0.38-0.58, liver 0.55-0.66,
+kidney 0.61-0.70, pelvis 0.73-0.84), so a scan of chest, abdomen and pelvis spans zn 0.31-0.90.
+
+Every structure is a :class:`Section`: an ellipse whose radius is modulated by a few low harmonics (an
+irregular, smooth outline), drawn as a polygon and tested for membership with the same formula, so that
+what is drawn and what placement and tests ask about agree. Organ positions and sizes are keyframes in
+units of the body cavity's semi-axes, interpolated along zn; every patient gets random sizes, offsets and
+outline harmonics, fixed across their studies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float64]
+
+
+class Tissue(IntEnum):
+    """Label of a tissue in the label image; its HU per contrast phase is in :data:`TISSUE_HU`."""
+
+    AIR = 0
+    SKIN = 1
+    FAT = 2
+    MUSCLE = 3
+    VISCERAL_FAT = 4
+    LUNG = 5
+    AIRWAY = 6
+    LUNG_VESSEL = 7
+    ARTERY = 8
+    VEIN = 9
+    MYOCARDIUM = 10
+    LIVER = 11
+    SPLEEN = 12
+    KIDNEY = 13
+    RENAL_SINUS = 14
+    PANCREAS = 15
+    BOWEL_WALL = 16
+    BOWEL_CONTENT = 17
+    GAS = 18
+    URINE = 19
+    BILE = 20
+    CORTICAL = 21
+    TRABECULAR = 22
+    DISC = 23
+    CSF = 24
+    TABLE = 25
+    CARTILAGE = 26
+
+
+PHASES = ("non-contrast", "arterial", "venous")
+"""Contrast phases; a study has one (probabilities in :data:`PHASE_WEIGHTS`)."""
+PHASE_WEIGHTS = (0.15, 0.10, 0.75)  # DeepLesion is mostly portal-venous CT of oncology patients
+
+# tissue -> (HU non-contrast, arterial, venous; texture amplitude HU). Typical values from CT practice;
+# the measured real peaks (fat -102, soft tissue 52, lung -882 HU, median over the 137 shared slices)
+# are what the realism test compares against.
+TISSUE_HU: dict[Tissue, tuple[float, float, float, float]] = {
+    Tissue.AIR: (-1000.0, -1000.0, -1000.0, 0.0),
+    Tissue.SKIN: (45.0, 50.0, 55.0, 4.0),
+    Tissue.FAT: (-102.0, -102.0, -102.0, 5.0),
+    Tissue.MUSCLE: (48.0, 55.0, 58.0, 6.0),
+    Tissue.VISCERAL_FAT: (-96.0, -96.0, -96.0, 9.0),
+    Tissue.LUNG: (-885.0, -880.0, -880.0, 16.0),
+    Tissue.AIRWAY: (-985.0, -985.0, -985.0, 2.0),
+    Tissue.LUNG_VESSEL: (40.0, 260.0, 150.0, 0.0),
+    Tissue.ARTERY: (42.0, 300.0, 165.0, 3.0),
+    Tissue.VEIN: (40.0, 90.0, 150.0, 3.0),
+    Tissue.MYOCARDIUM: (45.0, 105.0, 100.0, 5.0),
+    Tissue.LIVER: (58.0, 75.0, 110.0, 6.0),
+    Tissue.SPLEEN: (48.0, 125.0, 115.0, 6.0),
+    Tissue.KIDNEY: (32.0, 175.0, 165.0, 10.0),
+    Tissue.RENAL_SINUS: (-55.0, -55.0, -55.0, 12.0),
+    Tissue.PANCREAS: (42.0, 100.0, 90.0, 14.0),
+    Tissue.BOWEL_WALL: (40.0, 95.0, 90.0, 6.0),
+    Tissue.BOWEL_CONTENT: (18.0, 18.0, 18.0, 14.0),
+    Tissue.GAS: (-960.0, -960.0, -960.0, 6.0),
+    Tissue.URINE: (8.0, 8.0, 10.0, 2.0),
+    Tissue.BILE: (10.0, 10.0, 12.0, 2.0),
+    Tissue.CORTICAL: (1050.0, 1050.0, 1050.0, 60.0),
+    Tissue.TRABECULAR: (230.0, 235.0, 240.0, 55.0),
+    Tissue.DISC: (85.0, 90.0, 95.0, 8.0),
+    Tissue.CSF: (12.0, 12.0, 12.0, 3.0),
+    Tissue.TABLE: (160.0, 160.0, 160.0, 0.0),
+    Tissue.CARTILAGE: (130.0, 135.0, 140.0, 10.0),
+}
+ORAL_CONTRAST_HU = 260.0  # bowel content in a study with positive oral contrast
+
+
+POLYGON_POINTS = 56
+_T = np.linspace(0.0, 2.0 * math.pi, POLYGON_POINTS, endpoint=False)
+_COS1, _SIN1 = np.cos(_T), np.sin(_T)
+_COS = np.array([np.cos(k * _T) for k in range(2, 12)])  # harmonics k = 2..11 at the polygon's angles
+_SIN = np.array([np.sin(k * _T) for k in range(2, 12)])
+
+
+@dataclass(frozen=True)
+class Section:
+    """An irregular closed cross-section: an ellipse with a harmonically modulated radius.
+
+    Attributes
+    ----------
+    cx, cy
+        Centre, mm (body frame).
+    a, b
+        Semi-axes along the rotated x and y directions, mm.
+    angle
+        Rotation of ``a`` from +x toward +y, radians.
+    harmonics
+        (K, 2) cosine and sine amplitudes of the radius factor ``1 + sum_k c_k cos(k t) + s_k sin(k t)``,
+        k = 2..K+1, dimensionless.
+    """
+
+    cx: float
+    cy: float
+    a: float
+    b: float
+    angle: float = 0.0
+    harmonics: Array = field(default_factory=lambda: np.zeros((0, 2)))
+
+    def radius_factor(self, t: Array) -> Array:
+        """The modulation ``1 + sum_k ...`` at parametric angles ``t`` (radians), any shape."""
+        factor = np.ones_like(t)
+        for k, (c, s) in enumerate(self.harmonics, start=2):
+            factor += c * np.cos(k * t) + s * np.sin(k * t)
+        return factor
+
+    def polygon(self) -> Array:
+        """(N, 2) outline vertices (x, y), mm (N = :data:`POLYGON_POINTS`)."""
+        count = len(self.harmonics)
+        r = 1.0 + self.harmonics[:, 0] @ _COS[:count] + self.harmonics[:, 1] @ _SIN[:count]
+        u, v = self.a * r * _COS1, self.b * r * _SIN1
+        cos, sin = math.cos(self.angle), math.sin(self.angle)
+        return np.stack([self.cx + u * cos - v * sin, self.cy + u * sin + v * cos], axis=1)
+
+    def contains(self, x: Array | float, y: Array | float) -> npt.NDArray[np.bool_]:
+        """Whether points (x, y) mm lie inside (the same outline :meth:`polygon` draws)."""
+        dx, dy = np.asarray(x, dtype=np.float64) - self.cx, np.asarray(y, dtype=np.float64) - self.cy
+        cos, sin = math.cos(self.angle), math.sin(self.angle)
+        u, v = (dx * cos + dy * sin) / self.a, (-dx * sin + dy * cos) / self.b
+        return np.asarray(u * u + v * v <= self.radius_factor(np.arctan2(v, u)) ** 2)
+
+
+def random_harmonics(rng: np.random.Generator, strength: float, count: int = 4) -> Array:
+    """(count, 2) harmonic amplitudes falling off as 1/k; ``strength`` is the k=2 amplitude."""
+    k = np.arange(2, count + 2, dtype=np.float64)[:, None]
+    return rng.uniform(-1.0, 1.0, (count, 2)) * strength * 2.0 / k
+
+
+def interpolate(keys: Sequence[tuple[float, ...]], zn: float) -> tuple[float, ...] | None:
+    """Linear interpolation of keyframes ``(zn, v1, v2, ...)`` (sorted by zn); None outside their span."""
+    if not keys[0][0] <= zn <= keys[-1][0]:
+        return None
+    for lower, upper in itertools.pairwise(keys):
+        if lower[0] <= zn <= upper[0]:
+            w = (zn - lower[0]) / max(upper[0] - lower[0], 1e-9)
+            return tuple(p + w * (q - p) for p, q in zip(lower[1:], upper[1:], strict=True))
+    return keys[-1][1:]
+
+
+# Standard body: (zn, half width mm, half depth mm, cavity fraction of the inner outline)
+BODY_KEYS = [
+    (0.26, 62.0, 58.0, 0.40),
+    (0.31, 80.0, 66.0, 0.42),
+    (0.34, 175.0, 100.0, 0.55),
+    (0.38, 172.0, 106.0, 0.82),
+    (0.46, 163.0, 114.0, 0.90),
+    (0.56, 160.0, 117.0, 0.93),
+    (0.63, 157.0, 114.0, 0.94),
+    (0.70, 160.0, 111.0, 0.93),
+    (0.77, 172.0, 110.0, 0.90),
+    (0.84, 180.0, 108.0, 0.88),
+    (0.95, 178.0, 100.0, 0.80),
+]
+
+# Organs: name -> (tissue, keyframes (zn, cx, cy, a, b) in cavity units, angle degrees, irregularity).
+# "L"/"R" suffixes are the patient's left (+x) and right (-x).
+ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], float, float]] = {
+    "lung_R": (
+        Tissue.LUNG,
+        [
+            (0.335, -0.40, 0.15, 0.10, 0.15),
+            (0.37, -0.48, 0.08, 0.30, 0.45),
+            (0.43, -0.52, 0.03, 0.42, 0.80),
+            (0.52, -0.54, 0.05, 0.42, 0.82),
+            (0.555, -0.56, 0.25, 0.36, 0.58),
+            (0.585, -0.62, 0.50, 0.22, 0.28),
+        ],
+        0.0,
+        0.06,
+    ),
+    "lung_L": (
+        Tissue.LUNG,
+        [
+            (0.335, 0.40, 0.15, 0.10, 0.15),
+            (0.37, 0.48, 0.08, 0.30, 0.45),
+            (0.43, 0.52, 0.03, 0.40, 0.80),
+            (0.52, 0.56, 0.10, 0.36, 0.78),
+            (0.57, 0.58, 0.30, 0.32, 0.55),
+            (0.60, 0.62, 0.52, 0.20, 0.25),
+        ],
+        0.0,
+        0.06,
+    ),
+    "heart": (
+        Tissue.MYOCARDIUM,
+        [
+            (0.45, 0.05, -0.30, 0.10, 0.10),
+            (0.48, 0.12, -0.25, 0.38, 0.42),
+            (0.545, 0.15, -0.22, 0.42, 0.46),
+            (0.57, 0.18, -0.25, 0.12, 0.12),
+        ],
+        -30.0,
+        0.05,
+    ),
+    "liver": (
+        Tissue.LIVER,
+        [
+            (0.53, -0.50, 0.05, 0.10, 0.15),
+            (0.555, -0.38, 0.02, 0.52, 0.70),
+            (0.60, -0.28, 0.05, 0.66, 0.78),
+            (0.64, -0.45, 0.12, 0.45, 0.62),
+            (0.68, -0.58, 0.22, 0.14, 0.22),
+        ],
+        10.0,
+        0.07,
+    ),
+    "spleen": (
+        Tissue.SPLEEN,
+        [(0.555, 0.62, 0.40, 0.08, 0.12), (0.585, 0.60, 0.35, 0.20, 0.34), (0.635, 0.62, 0.30, 0.06, 0.10)],
+        -40.0,
+        0.08,
+    ),
+    "stomach": (
+        Tissue.BOWEL_WALL,
+        [(0.55, 0.32, -0.05, 0.10, 0.10), (0.57, 0.32, -0.22, 0.30, 0.30), (0.625, 0.22, -0.40, 0.08, 0.10)],
+        20.0,
+        0.10,
+    ),
+    "kidney_R": (
+        Tissue.KIDNEY,
+        [
+            (0.612, -0.40, 0.50, 0.08, 0.12),
+            (0.655, -0.40, 0.48, 0.22, 0.30),
+            (0.705, -0.38, 0.46, 0.07, 0.10),
+        ],
+        -25.0,
+        0.04,
+    ),
+    "kidney_L": (
+        Tissue.KIDNEY,
+        [(0.602, 0.40, 0.50, 0.08, 0.12), (0.645, 0.40, 0.48, 0.22, 0.30), (0.695, 0.38, 0.46, 0.07, 0.10)],
+        25.0,
+        0.04,
+    ),
+    "pancreas": (
+        Tissue.PANCREAS,
+        [(0.605, 0.18, 0.12, 0.10, 0.06), (0.62, 0.12, 0.10, 0.40, 0.08), (0.64, -0.05, 0.05, 0.12, 0.07)],
+        -12.0,
+        0.12,
+    ),
+    "gallbladder": (
+        Tissue.BILE,
+        [
+            (0.60, -0.32, -0.32, 0.04, 0.05),
+            (0.62, -0.33, -0.35, 0.10, 0.14),
+            (0.645, -0.34, -0.40, 0.04, 0.05),
+        ],
+        30.0,
+        0.04,
+    ),
+    "bladder": (
+        Tissue.URINE,
+        [(0.79, 0.0, -0.25, 0.10, 0.08), (0.82, 0.0, -0.30, 0.32, 0.30), (0.87, 0.0, -0.30, 0.10, 0.10)],
+        0.0,
+        0.05,
+    ),
+    "paraspinal_R": (
+        Tissue.MUSCLE,
+        [
+            (0.28, -0.30, 0.95, 0.25, 0.22),
+            (0.40, -0.24, 0.98, 0.22, 0.20),
+            (0.70, -0.22, 0.98, 0.22, 0.20),
+            (0.78, -0.20, 0.95, 0.18, 0.15),
+        ],
+        10.0,
+        0.08,
+    ),
+    "paraspinal_L": (
+        Tissue.MUSCLE,
+        [
+            (0.28, 0.30, 0.95, 0.25, 0.22),
+            (0.40, 0.24, 0.98, 0.22, 0.20),
+            (0.70, 0.22, 0.98, 0.22, 0.20),
+            (0.78, 0.20, 0.95, 0.18, 0.15),
+        ],
+        -10.0,
+        0.08,
+    ),
+    "gluteal_R": (
+        Tissue.MUSCLE,
+        [(0.73, -0.62, 0.55, 0.10, 0.10), (0.80, -0.62, 0.55, 0.36, 0.34), (0.92, -0.60, 0.50, 0.36, 0.34)],
+        35.0,
+        0.08,
+    ),
+    "gluteal_L": (
+        Tissue.MUSCLE,
+        [(0.73, 0.62, 0.55, 0.10, 0.10), (0.80, 0.62, 0.55, 0.36, 0.34), (0.92, 0.60, 0.50, 0.36, 0.34)],
+        -35.0,
+        0.08,
+    ),
+    "obturator_R": (
+        Tissue.MUSCLE,
+        [(0.80, -0.42, 0.0, 0.05, 0.10), (0.84, -0.45, 0.0, 0.10, 0.30), (0.89, -0.45, 0.0, 0.06, 0.15)],
+        0.0,
+        0.05,
+    ),
+    "obturator_L": (
+        Tissue.MUSCLE,
+        [(0.80, 0.42, 0.0, 0.05, 0.10), (0.84, 0.45, 0.0, 0.10, 0.30), (0.89, 0.45, 0.0, 0.06, 0.15)],
+        0.0,
+        0.05,
+    ),
+    "psoas_R": (
+        Tissue.MUSCLE,
+        [(0.64, -0.16, 0.62, 0.05, 0.05), (0.72, -0.22, 0.50, 0.13, 0.14), (0.79, -0.32, 0.20, 0.13, 0.13)],
+        0.0,
+        0.05,
+    ),
+    "psoas_L": (
+        Tissue.MUSCLE,
+        [(0.64, 0.16, 0.62, 0.05, 0.05), (0.72, 0.22, 0.50, 0.13, 0.14), (0.79, 0.32, 0.20, 0.13, 0.13)],
+        0.0,
+        0.05,
+    ),
+}
+
+# Tubes: name -> (tissue, keyframes (zn, cx, cy) in cavity units, radius mm)
+VESSELS: dict[str, tuple[Tissue, list[tuple[float, float, float]], float]] = {
+    "aorta_ascending": (Tissue.ARTERY, [(0.425, 0.02, -0.10), (0.47, 0.05, -0.18)], 15.0),
+    "aorta_arch": (Tissue.ARTERY, [(0.415, 0.0, 0.10), (0.43, 0.05, 0.20)], 13.0),
+    "aorta": (
+        Tissue.ARTERY,
+        [(0.425, 0.12, 0.58), (0.56, 0.08, 0.60), (0.64, 0.04, 0.45), (0.72, 0.03, 0.40)],
+        12.0,
+    ),
+    "pulmonary_trunk": (Tissue.ARTERY, [(0.43, 0.12, -0.20), (0.46, 0.14, -0.28)], 13.0),
+    "svc": (Tissue.VEIN, [(0.38, -0.18, -0.10), (0.46, -0.16, -0.12)], 9.0),
+    "ivc": (Tissue.VEIN, [(0.55, -0.18, 0.30), (0.63, -0.16, 0.35), (0.74, -0.10, 0.38)], 11.0),
+    "portal_vein": (Tissue.VEIN, [(0.585, -0.18, 0.10), (0.615, -0.10, 0.12)], 7.0),
+    "iliac_R": (Tissue.ARTERY, [(0.72, -0.08, 0.38), (0.80, -0.40, 0.10)], 6.5),
+    "iliac_L": (Tissue.ARTERY, [(0.72, 0.08, 0.38), (0.80, 0.40, 0.10)], 6.5),
+    "trachea": (Tissue.AIRWAY, [(0.26, 0.0, -0.30), (0.38, 0.0, -0.05), (0.44, 0.0, 0.05)], 9.0),
+    "bronchus_R": (Tissue.AIRWAY, [(0.44, -0.05, 0.05), (0.47, -0.22, 0.05)], 6.5),
+    "bronchus_L": (Tissue.AIRWAY, [(0.44, 0.05, 0.05), (0.475, 0.22, 0.08)], 6.0),
+    "esophagus": (Tissue.MUSCLE, [(0.26, 0.02, 0.05), (0.45, 0.06, 0.30), (0.55, 0.10, 0.35)], 7.0),
+    "rectum": (Tissue.BOWEL_WALL, [(0.78, 0.0, 0.50), (0.88, 0.0, 0.35)], 16.0),
+}
+
+SPINE_KEYS = [
+    (0.26, 0.78, 9.0),
+    (0.34, 0.70, 12.0),
+    (0.50, 0.66, 15.0),
+    (0.62, 0.66, 19.0),
+    (0.73, 0.66, 22.0),
+]
+"""(zn, vertebral body centre y in cavity units, radius mm); the sacrum follows below."""
+RIB_LEVELS = 12
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A bowel loop: a tube drifting through z. Centre in cavity units, mm along z."""
+
+    cx: float
+    cy: float
+    z_mid: float
+    half_length: float
+    radius: float
+    drift_x: float
+    drift_y: float
+    gas: float  # 0 fluid-filled ... 1 gas-filled
+    colon: bool
+
+
+@dataclass(frozen=True)
+class Body:
+    """One patient's anatomy, fixed across all their studies.
+
+    Attributes
+    ----------
+    height_mm
+        Millimetres per unit of normalized height (zn): z = zn * height_mm.
+    width_scale, depth_scale
+        Factors on the standard body outline (:data:`BODY_KEYS`).
+    fat_mm
+        Subcutaneous fat thickness at the flanks, mm (anterior abdomen a little more).
+    fat_hu
+        Offset of this patient's fat from the table value, HU.
+    outline_harmonics
+        Irregularity of the skin outline.
+    organ_jitter
+        Organ name -> (dx, dy, size factor, harmonics): this patient's deviation from the standard.
+    loops
+        Bowel loops.
+    vessels
+        (V, 6) lung vessels: side (-1/+1), u, v (unit disc of the lung), z mid (mm), half length (mm),
+        radius (mm).
+    rib_phase
+        Per-patient offset of the rib levels, zn.
+    """
+
+    height_mm: float
+    width_scale: float
+    depth_scale: float
+    fat_mm: float
+    fat_hu: float
+    outline_harmonics: Array = field(repr=False)
+    organ_jitter: dict[str, tuple[float, float, float, Array]] = field(repr=False)
+    loops: list[Loop] = field(repr=False)
+    vessels: Array = field(repr=False)
+    rib_phase: float = 0.0
+
+    def zn(self, z: float) -> float:
+        """Normalized height of ``z`` mm."""
+        return z / self.height_mm
+
+    def outline(self, z: float) -> Section:
+        """The skin outline at height ``z`` mm."""
+        keys = interpolate(BODY_KEYS, min(max(self.zn(z), BODY_KEYS[0][0]), BODY_KEYS[-1][0]))
+        assert keys is not None
+        half_width, half_depth, _ = keys
+        phase = self.zn(z) * 9.0
+        wobble = self.outline_harmonics * (1.0 + 0.3 * math.sin(phase))
+        return Section(0.0, 0.0, half_width * self.width_scale, half_depth * self.depth_scale, 0.0, wobble)
+
+    def fat_thickness(self, z: float) -> float:
+        """Subcutaneous fat thickness at height ``z``, mm (thinner over the chest and neck)."""
+        zn = self.zn(z)
+        return self.fat_mm * (0.45 + 0.55 * min(max((zn - 0.32) / 0.25, 0.0), 1.0))
+
+    def cavity(self, z: float) -> Section:
+        """The body cavity (inside muscles and ribs) at height ``z``: organs are placed in its units."""
+        outer = self.outline(z)
+        keys = interpolate(BODY_KEYS, min(max(self.zn(z), BODY_KEYS[0][0]), BODY_KEYS[-1][0]))
+        assert keys is not None
+        inner_a, inner_b = outer.a - self.fat_thickness(z) - 2.0, outer.b - 0.8 * self.fat_thickness(z) - 2.0
+        return Section(0.0, -0.04 * outer.b, inner_a * keys[2], inner_b * keys[2], 0.0, outer.harmonics * 0.4)
+
+    def organ(self, name: str, z: float) -> Section | None:
+        """Cross-section of organ ``name`` (a key of :data:`ORGANS`) at height ``z``; None outside it."""
+        _, keys, angle, _ = ORGANS[name]
+        dx, dy, size, harmonics = self.organ_jitter[name]
+        # size scales about the organ's middle along z too: a larger liver also reaches further down
+        mid = 0.5 * (keys[0][0] + keys[-1][0])
+        values = interpolate(keys, mid + (self.zn(z) - mid) / size)
+        if values is None:
+            return None
+        cx, cy, a, b = values
+        cavity = self.cavity(z)
+        wobble = harmonics * (1.0 + 0.4 * math.sin(self.zn(z) * 40.0))
+        return Section(
+            (cx + dx) * cavity.a,
+            cavity.cy + (cy + dy) * cavity.b,
+            max(a * size * cavity.a, 1.0),
+            max(b * size * cavity.b, 1.0),
+            math.radians(angle),
+            wobble,
+        )
+
+    def vessel(self, name: str, z: float) -> tuple[float, float, float] | None:
+        """Centre (x, y) mm and radius mm of tube ``name`` (:data:`VESSELS`) at height ``z``."""
+        _, keys, radius = VESSELS[name]
+        values = interpolate(keys, self.zn(z))
+        if values is None:
+            return None
+        cavity = self.cavity(z)
+        return values[0] * cavity.a, cavity.cy + values[1] * cavity.b, radius * math.sqrt(self.width_scale)
+
+    def spine(self, z: float) -> tuple[float, float, float] | None:
+        """Vertebral body centre (x, y) mm and radius mm at height ``z``; None below the lumbar spine."""
+        values = interpolate(SPINE_KEYS, self.zn(z))
+        if values is None:
+            return None
+        cavity = self.cavity(z)
+        return 0.0, cavity.cy + values[0] * cavity.b, values[1] * math.sqrt(self.width_scale)
+
+
+ORGAN_IRREGULARITY = {name: spec[3] for name, spec in ORGANS.items()}
+
+
+def random_body(rng: np.random.Generator) -> Body:
+    """A plausible adult (height scale 1000-1150 mm per zn unit, fat 6-40 mm, organs +-10%)."""
+    width = float(rng.uniform(0.86, 1.14))
+    jitter = {
+        name: (
+            float(rng.uniform(-0.04, 0.04)),
+            float(rng.uniform(-0.04, 0.04)),
+            float(rng.uniform(0.9, 1.1)),
+            random_harmonics(rng, irregularity),
+        )
+        for name, irregularity in ORGAN_IRREGULARITY.items()
+    }
+    height = float(rng.uniform(1000.0, 1150.0))
+    loops = []
+    for _ in range(70):
+        loops.append(
+            Loop(
+                cx=float(rng.uniform(-0.65, 0.65)),
+                cy=float(rng.uniform(-0.70, 0.25)),
+                z_mid=float(rng.uniform(0.625, 0.83)) * height,
+                half_length=float(rng.uniform(15.0, 45.0)),
+                radius=float(rng.uniform(6.0, 13.0)),
+                drift_x=float(rng.uniform(-0.004, 0.004)),
+                drift_y=float(rng.uniform(-0.004, 0.004)),
+                gas=float(rng.random() < 0.3),
+                colon=False,
+            )
+        )
+    for cx, cy, top, bottom in (
+        (-0.62, 0.05, 0.63, 0.76),
+        (0.66, 0.10, 0.60, 0.76),
+        (0.0, -0.62, 0.625, 0.66),
+    ):
+        loops.append(
+            Loop(
+                cx,
+                cy,
+                0.5 * (top + bottom) * height,
+                0.5 * (bottom - top) * height,
+                float(rng.uniform(16.0, 24.0)),
+                0.0,
+                0.0,
+                float(rng.uniform(0.4, 1.0)),
+                True,
+            )
+        )
+    n = 900
+    vessels = np.column_stack(
+        [
+            rng.choice([-1.0, 1.0], n),
+            rng.uniform(-0.85, 0.85, n),
+            rng.uniform(-0.9, 0.9, n),
+            rng.uniform(0.34, 0.60, n) * height,
+            rng.uniform(10.0, 45.0, n),
+            rng.uniform(0.5, 0.9, n),
+        ]
+    )
+    # vessels near the hilum (small |u| toward the mediastinum) are thicker
+    vessels[:, 5] *= 0.8 + 3.2 * np.clip(1.0 - np.abs(vessels[:, 1] + vessels[:, 0] * 0.6), 0.0, 1.0) ** 2
+    return Body(
+        height_mm=height,
+        width_scale=width,
+        depth_scale=width * float(rng.uniform(0.92, 1.1)),
+        fat_mm=float(rng.uniform(6.0, 40.0)),
+        fat_hu=float(rng.uniform(-8.0, 8.0)),
+        outline_harmonics=random_harmonics(rng, 0.025, 5),
+        organ_jitter=jitter,
+        loops=loops,
+        vessels=vessels,
+        rib_phase=float(rng.uniform(-0.006, 0.006)),
+    )
+
+
+REGIONS = ("lung", "mediastinum", "liver", "abdomen", "kidney", "pelvis", "bone", "soft_tissue")
+"""Where the eight coarse lesion types live (the names of :class:`~deeplesion.catalog.LesionType`)."""
+
+REGION_ZN: dict[str, tuple[float, float]] = {
+    "mediastinum": (0.36, 0.56),
+    "abdomen": (0.57, 0.74),
+    "pelvis": (0.74, 0.88),
+    "soft_tissue": (0.30, 0.90),
+}
+
+
+def region_contains(body: Body, region: str, x: float, y: float, z: float) -> bool:
+    """Whether the point (x, y, z) mm lies where lesions of type ``region`` occur in this body.
+
+    ``lung``, ``liver``, ``kidney``: inside that organ. ``mediastinum``: inside the chest cavity between
+    the lungs (not in a lung, not in the heart's chambers). ``abdomen``: abdominal cavity outside the
+    liver and kidneys. ``pelvis``: pelvic cavity. ``bone``: inside a vertebral body, the sacrum or an
+    iliac wing. ``soft_tissue``: inside the skin and outside the cavity (fat, muscle).
+    """
+    zn = body.zn(z)
+    if region in ("lung", "liver", "kidney"):
+        names = {"lung": ("lung_R", "lung_L"), "liver": ("liver",), "kidney": ("kidney_R", "kidney_L")}[
+            region
+        ]
+        return any((s := body.organ(n, z)) is not None and bool(s.contains(x, y)) for n in names)
+    if region == "bone":
+        return any(bool(s.contains(x, y)) for s in bone_sections(body, z))
+    low, high = REGION_ZN[region]
+    if not low <= zn <= high:
+        return False
+    cavity = body.cavity(z)
+    inside_cavity = bool(cavity.contains(x, y))
+    if region == "soft_tissue":
+        return bool(body.outline(z).contains(x, y)) and not inside_cavity
+    if not inside_cavity or any(bool(s.contains(x, y)) for s in bone_sections(body, z)):
+        return False
+    exclude = {
+        "mediastinum": ("lung_R", "lung_L", "heart"),
+        "abdomen": ("liver", "kidney_R", "kidney_L", "lung_R", "lung_L"),
+        "pelvis": ("bladder",),
+    }[region]
+    for name in exclude:
+        section = body.organ(name, z)
+        if section is not None and section.contains(x, y):
+            return False
+    return True
+
+
+def bone_sections(body: Body, z: float) -> list[Section]:
+    """Cross-sections of the bones where bone lesions are placed: vertebral body, sacrum, iliac wings."""
+    sections = []
+    spine = body.spine(z)
+    if spine is not None:
+        sections.append(Section(spine[0], spine[1], spine[2], spine[2] * 0.85))
+    zn = body.zn(z)
+    cavity = body.cavity(z)
+    if 0.72 <= zn <= 0.82:
+        scale = math.sin(math.pi * (zn - 0.72) / 0.10)
+        sections.append(
+            Section(0.0, cavity.cy + 0.70 * cavity.b, 0.34 * cavity.a * scale + 1.0, 0.16 * cavity.b)
+        )
+    if 0.70 <= zn <= 0.79:
+        for side in (-1.0, 1.0):
+            sections.append(iliac_wing(cavity, side, zn))
+    return sections
+
+
+def iliac_wing(cavity: Section, side: float, zn: float) -> Section:
+    """The iliac wing of one side as a thin, tilted plate (cross-section of the flaring bone)."""
+    grow = math.sin(math.pi * (zn - 0.70) / 0.09)
+    return Section(
+        side * 0.62 * cavity.a,
+        cavity.cy + 0.25 * cavity.b,
+        0.36 * cavity.a * (0.5 + 0.5 * grow),
+        9.0 + 4.0 * grow,
+        side * math.radians(55.0),
+    )

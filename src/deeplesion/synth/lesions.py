@@ -1,0 +1,331 @@
+"""Synthetic lesions of the eight coarse types, matched to the real annotations by construction.
+
+The real statistics come from a packaged table (``resources/real_lesion_stats.json``, written by
+``benchmarks/real_lesion_stats.py`` from the 9,816 val and test rows): each type's share of the rows, the
+quantiles of its long diameter (mm) and of its normalized location, and the short/long ratio.
+
+- Types by quota: lesion k of a release takes its type from a low-discrepancy (golden-ratio) sequence
+  through the cumulative shares, so any run of lesions holds each type in its real proportion (never
+  more than one lesion off), whatever the patient count.
+- Long diameters by stratified draws: the j-th lesion of a type takes the quantile function of that type
+  at another golden-ratio sequence, so the sizes cover the real range (0.6-342 mm) in real proportion.
+- Locations: the normalized height z is drawn from the type's real quantiles; x and y likewise, kept
+  only where the point lies in the type's organ of this body (rejection), so the per-type mean stays
+  near the real one while every lesion sits where it belongs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from deeplesion.synth.anatomy import REGIONS, TISSUE_HU, Body, Tissue, region_contains
+from deeplesion.synth.phantom import Lesion3D
+
+GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+KEY_SLICE_COMPENSATION = 1.05
+MIN_LONG_MM = 3.0  # smaller lesions would be under 4 pixels on the key slice: not annotatable here
+
+
+@cache
+def real_stats() -> dict[str, Any]:
+    """The packaged real statistics (see the module docstring)."""
+    text = resources.files("deeplesion.resources").joinpath("real_lesion_stats.json").read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def quantile(levels_percent: list[float], values: list[float], u: float) -> float:
+    """The quantile function of a tabulated distribution at probability ``u`` (0-1), piecewise linear."""
+    return float(np.interp(u * 100.0, levels_percent, values))
+
+
+@dataclass
+class TypeQuota:
+    """Deals lesion types and stratified probabilities across a whole release (deterministic)."""
+
+    offset: float = 0.0
+    dealt: int = 0
+
+    def next_type(self) -> str:
+        """The type of the next lesion: golden-ratio sequence through the cumulative real shares."""
+        stats = real_stats()["types"]
+        names = [n for n in REGIONS if n in stats]
+        shares = np.array([stats[n]["share"] for n in names], dtype=np.float64)
+        cumulative = np.cumsum(shares / shares.sum())
+        u = (self.offset + self.dealt * GOLDEN) % 1.0
+        self.dealt += 1
+        return names[min(int(np.searchsorted(cumulative, u, side="right")), len(names) - 1)]
+
+
+@dataclass
+class Strata:
+    """Per-type stratified probabilities: the j-th call for a type returns a golden-ratio point."""
+
+    offset: float
+    counts: dict[str, int]
+
+    def next(self, kind: str, rng: np.random.Generator) -> float:
+        """A probability in (0, 1) for the next lesion of ``kind`` (jittered within a narrow stratum)."""
+        j = self.counts.get(kind, 0)
+        self.counts[kind] = j + 1
+        u = (self.offset + j * GOLDEN) % 1.0
+        return float(np.clip(u + rng.uniform(-0.01, 0.01), 0.0005, 0.9995))
+
+
+def normalized_location(body: Body, x: float, y: float, z: float) -> tuple[float, float, float]:
+    """(x, y, z) mm -> the normalized location DL_info.csv writes: x and y relative to the body outline's
+    extent at that height, z the normalized height."""
+    outline = body.outline(z)
+    return (x + outline.a) / (2 * outline.a), (y + outline.b) / (2 * outline.b), body.zn(z)
+
+
+def place(
+    body: Body,
+    kind: str,
+    rng: np.random.Generator,
+    u: tuple[float, float, float],
+    avoid: list[Lesion3D],
+    radius_mm: float,
+    z_hint: float | None = None,
+) -> tuple[float, float, float] | None:
+    """A centre (x, y, z) mm for a lesion of ``kind``.
+
+    The target is the real quantile of each normalized coordinate at the stratified probabilities ``u``
+    (x, y, z); ``z_hint`` replaces the target height when given. When the target is not in the type's
+    region of this body (or too close to a lesion in ``avoid``), the nearest point that is, searched in
+    rings of 2.5 mm around it, is taken: a small move that keeps the per-type means near the real ones.
+    None when nothing fits within 150 mm (then other heights are tried first).
+    """
+    stats = real_stats()
+    levels = stats["location_levels_percent"]
+    quantiles = stats["types"][kind]["location_quantiles"]
+    heights = [quantile(levels, quantiles[2], u[2]) * body.height_mm]
+    if z_hint is not None:
+        heights.insert(0, z_hint)
+    heights += [
+        quantile(levels, quantiles[2], float(rng.uniform(0.02, 0.98))) * body.height_mm for _ in range(4)
+    ]
+    xn, yn = quantile(levels, quantiles[0], u[0]), quantile(levels, quantiles[1], u[1])
+    angles = np.linspace(0.0, 2.0 * math.pi, 16, endpoint=False) + float(rng.uniform(0.0, math.pi / 8))
+    for z in heights:
+        outline = body.outline(z)
+        x0, y0 = (2.0 * xn - 1.0) * outline.a, (2.0 * yn - 1.0) * outline.b
+        if region_contains(body, kind, x0, y0, z) and _clear(x0, y0, z, radius_mm, avoid):
+            return x0, y0, z
+        for ring in np.arange(2.5, 150.0, 2.5):
+            for angle in angles:
+                x, y = x0 + ring * math.cos(angle), y0 + ring * math.sin(angle)
+                if region_contains(body, kind, x, y, z) and _clear(x, y, z, radius_mm, avoid):
+                    return x, y, z
+    return None
+
+
+def _clear(x: float, y: float, z: float, radius_mm: float, avoid: list[Lesion3D]) -> bool:
+    return all(math.dist((x, y, z), other.center) > radius_mm + other.reach_mm + 3.0 for other in avoid)
+
+
+# type -> [(look, probability)]
+LOOKS: dict[str, list[tuple[str, float]]] = {
+    "lung": [("solid", 0.72), ("part-solid", 0.2), ("cavitary", 0.08)],
+    "liver": [("hypodense", 0.6), ("rim", 0.25), ("cyst", 0.15)],
+    "kidney": [("cyst", 0.55), ("solid", 0.45)],
+    "mediastinum": [("node", 0.85), ("necrotic", 0.15)],
+    "abdomen": [("node", 0.55), ("necrotic", 0.25), ("hypodense", 0.2)],
+    "pelvis": [("node", 0.45), ("necrotic", 0.35), ("cyst", 0.2)],
+    "soft_tissue": [("node", 0.45), ("solid", 0.35), ("necrotic", 0.2)],
+    "bone": [("lytic", 0.6), ("sclerotic", 0.4)],
+}
+
+
+def _phases(values: tuple[float, float, float], jitter: float) -> tuple[float, float, float]:
+    return (values[0] + jitter, values[1] + jitter, values[2] + jitter)
+
+
+def appearance(kind: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Look, HU per contrast phase, rim/core and texture of a new lesion of ``kind``."""
+    looks = LOOKS[kind]
+    look = looks[int(rng.choice(len(looks), p=[p for _, p in looks]))][0]
+    j = float(rng.uniform(-10.0, 10.0))
+    liver = TISSUE_HU[Tissue.LIVER]
+    out: dict[str, Any] = {"look": look, "rim_hu": None, "core_hu": None, "texture": 8.0}
+    if look == "solid":
+        out["hu"] = _phases((35.0, 85.0, 80.0) if kind != "lung" else (32.0, 60.0, 62.0), j)
+        out["texture"] = 10.0
+    elif look == "part-solid":
+        out.update(
+            hu=_phases((-560.0, -550.0, -550.0), 4 * j),
+            core_hu=_phases((30.0, 50.0, 55.0), j),
+            core_fraction=float(rng.uniform(0.3, 0.55)),
+            texture=30.0,
+        )
+    elif look == "cavitary":
+        out.update(
+            hu=_phases((35.0, 60.0, 62.0), j),
+            core_hu=(-950.0, -950.0, -950.0),
+            core_fraction=float(rng.uniform(0.25, 0.45)),
+        )
+    elif look == "hypodense":
+        drop = float(rng.uniform(35.0, 70.0))
+        out.update(hu=(liver[0] - 0.5 * drop, liver[1] - 0.8 * drop, liver[2] - drop), texture=9.0)
+    elif look == "rim":
+        drop = float(rng.uniform(45.0, 75.0))
+        out.update(
+            hu=(liver[0] - 0.5 * drop, liver[1] - drop, liver[2] - drop),
+            rim_hu=(liver[0] - 10.0, liver[1] + 40.0, liver[2] + 25.0),
+            rim_width=float(rng.uniform(0.12, 0.22)),
+        )
+    elif look == "cyst":
+        out.update(hu=_phases((8.0, 9.0, 10.0), 0.4 * j), texture=3.0)
+    elif look == "node":
+        out.update(hu=_phases((40.0, 70.0, 78.0), j), texture=6.0)
+    elif look == "necrotic":
+        out.update(
+            hu=_phases((42.0, 80.0, 85.0), j),
+            core_hu=_phases((20.0, 22.0, 25.0), 0.5 * j),
+            core_fraction=float(rng.uniform(0.35, 0.6)),
+            texture=12.0,
+        )
+    elif look == "lytic":
+        out.update(hu=_phases((45.0, 65.0, 70.0), j), texture=10.0)
+    else:  # sclerotic
+        out.update(hu=_phases((850.0, 850.0, 850.0), 10 * j), texture=60.0)
+    return out
+
+
+def make_lesion(
+    body: Body,
+    kind: str,
+    long_mm: float,
+    rng: np.random.Generator,
+    u: tuple[float, float, float],
+    avoid: list[Lesion3D],
+    *,
+    z_hint: float | None = None,
+) -> Lesion3D | None:
+    """A lesion of ``kind`` whose key-slice long diameter is about ``long_mm``, placed in its organ
+    (:func:`place`; ``z_hint`` puts it at that height when it fits there)."""
+    stats = real_stats()
+    # the key slice passes up to half a slice interval from the centre, where the section is smaller:
+    # measured on 4 seeds x 40 patients, the rows' median long diameter came out 5% under the target
+    long_mm = max(long_mm * KEY_SLICE_COMPENSATION, MIN_LONG_MM)
+    ratio = quantile(
+        stats["location_levels_percent"], stats["short_over_long_quantiles"], float(rng.random())
+    )
+    ratio = max(ratio, 0.35)
+    lumpy = 0.12 if kind == "lung" else 0.07
+    bumps = tuple(
+        (
+            *_unit(rng),
+            float(rng.uniform(2.0, 5.5)),
+            float(rng.uniform(0.0, 2 * math.pi)),
+            float(rng.uniform(0.2, 1.0)) * lumpy,
+        )
+        for _ in range(int(rng.integers(2, 5)))
+    )
+    a, b = long_mm / 2.0, ratio * long_mm / 2.0
+    c = max(0.5 * (a + b) * float(rng.uniform(0.75, 1.2)), 1.5)
+    draft = Lesion3D((0.0, 0.0, 0.0), (a, b, c), float(rng.uniform(0.0, math.pi)), kind, bumps=bumps)
+    scale = long_mm / feret_at_centre(draft)
+    a, b, c = a * scale, b * scale, c * scale
+    centre = place(body, kind, rng, u, avoid, max(a, b), z_hint)
+    if centre is None:
+        return None
+    return Lesion3D(centre, (a, b, c), draft.angle, kind, bumps=bumps, **appearance(kind, rng))
+
+
+def _unit(rng: np.random.Generator) -> tuple[float, float, float]:
+    v = rng.standard_normal(3)
+    v /= max(float(np.linalg.norm(v)), 1e-9)
+    return float(v[0]), float(v[1]), float(v[2])
+
+
+def feret_at_centre(lesion: Lesion3D) -> float:
+    """The largest in-plane extent (mm) of the lesion's central section: the long axis RECIST would
+    measure on a slice through its centre."""
+    phi = np.linspace(0.0, 2.0 * math.pi, 360, endpoint=False)
+    nu, nv = np.cos(phi), np.sin(phi)
+    surface = np.ones_like(phi)
+    for wx, wy, _wz, frequency, phase, amplitude in lesion.bumps:
+        surface += amplitude * np.cos(frequency * (wx * nu + wy * nv) + phase)
+    a, b = lesion.semi_axes[0], lesion.semi_axes[1]
+    points = np.column_stack([a * surface * nu, b * surface * nv])
+    return float(np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2).max())
+
+
+def type_height_range(kind: str) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the real normalized height of type ``kind``."""
+    stats = real_stats()
+    heights = stats["types"][kind]["location_quantiles"][2]
+    levels = stats["location_levels_percent"]
+    return quantile(levels, heights, 0.05), quantile(levels, heights, 0.95)
+
+
+def draw_long_mm(kind: str, u: float) -> float:
+    """The long diameter (mm) of type ``kind`` at probability ``u`` of its real distribution."""
+    stats = real_stats()
+    return quantile(stats["diameter_levels_percent"], stats["types"][kind]["long_mm_quantiles"], u)
+
+
+def ks_statistic(sample: npt.ArrayLike, levels_percent: list[float], quantiles: list[float]) -> float:
+    """Kolmogorov-Smirnov distance between a sample and a distribution given by its quantile table.
+
+    The tabulated CDF is piecewise linear between the quantiles; the statistic is the largest gap between
+    it and the sample's empirical CDF (checked on both sides of every sample point).
+    """
+    values = np.sort(np.asarray(sample, dtype=np.float64))
+    n = len(values)
+    if n == 0:
+        raise ValueError("empty sample")
+    cdf = np.interp(values, quantiles, np.asarray(levels_percent) / 100.0)
+    above = np.arange(1, n + 1) / n - cdf
+    below = cdf - np.arange(0, n) / n
+    return float(max(above.max(), below.max()))
+
+
+def compare_to_real(kinds: Sequence[str], long_mm: npt.ArrayLike, locations: npt.ArrayLike) -> dict[str, Any]:
+    """How a set of annotated rows compares with the real val+test rows.
+
+    Parameters
+    ----------
+    kinds
+        (N,) lesion type names.
+    long_mm
+        (N,) long diameters, mm.
+    locations
+        (N, 3) normalized locations.
+
+    Returns
+    -------
+    dict
+        ``share_points``: type -> (synthetic - real) share, percentage points; ``ks_long``: the KS statistic
+        of the long diameters against the real ones; ``location_error``: type -> largest per-axis
+        difference of the mean normalized location; ``rows``: N.
+    """
+    stats = real_stats()
+    kinds = list(kinds)
+    long_array = np.asarray(long_mm, dtype=np.float64)
+    where = np.asarray(locations, dtype=np.float64).reshape(-1, 3)
+    shares, errors = {}, {}
+    for name, entry in stats["types"].items():
+        chosen = np.array([k == name for k in kinds])
+        shares[name] = round(100.0 * (float(chosen.mean()) - entry["share"]), 2)
+        if chosen.any():
+            errors[name] = round(
+                float(np.abs(where[chosen].mean(0) - np.array(entry["location_mean"])).max()), 4
+            )
+    return {
+        "rows": len(kinds),
+        "share_points": shares,
+        "ks_long": round(
+            ks_statistic(long_array, stats["diameter_levels_percent"], stats["long_mm_quantiles"]), 4
+        ),
+        "location_error": errors,
+    }

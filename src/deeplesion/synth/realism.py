@@ -1,0 +1,73 @@
+"""Measure how CT-like a slice is: the HU peaks of the main tissues and the noise level.
+
+The same functions measure real DeepLesion slices and synthetic ones, so the synthetic release can be
+checked against the real range (``tests/test_synth_realism.py``, ``benchmarks/synth_gallery.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+TISSUE_RANGES_HU: dict[str, tuple[float, float]] = {
+    "air": (-1100.0, -900.0),
+    "lung": (-900.0, -500.0),
+    "fat": (-200.0, -30.0),
+    "soft_tissue": (-30.0, 100.0),
+    "bone": (150.0, 1500.0),
+}
+"""Where each tissue's histogram peak is looked for, HU (half-open ranges)."""
+
+MIN_PIXELS = 500
+BIN_HU = 5.0
+
+
+def tissue_peaks(hu: npt.NDArray[np.integer | np.floating]) -> dict[str, float | None]:
+    """The most frequent value of each tissue range of :data:`TISSUE_RANGES_HU`.
+
+    Parameters
+    ----------
+    hu
+        (H, W) slice in HU, any numeric dtype.
+
+    Returns
+    -------
+    dict
+        Tissue name -> centre of the fullest 5 HU bin, HU; None when the slice has fewer than 500 pixels
+        in that range (no lung on a pelvis slice).
+    """
+    values = np.asarray(hu, dtype=np.float32).ravel()
+    peaks: dict[str, float | None] = {}
+    for name, (low, high) in TISSUE_RANGES_HU.items():
+        inside = values[(values >= low) & (values < high)]
+        if inside.size < MIN_PIXELS:
+            peaks[name] = None
+            continue
+        counts, edges = np.histogram(inside, bins=np.arange(low, high + BIN_HU, BIN_HU))
+        peaks[name] = float(edges[int(np.argmax(counts))] + BIN_HU / 2)
+    return peaks
+
+
+def noise_sigma(hu: npt.NDArray[np.integer | np.floating], *, window_px: int = 7) -> dict[str, float | None]:
+    """Noise standard deviation in uniform regions of fat and of soft tissue, HU.
+
+    The local standard deviation is taken in ``window_px`` x ``window_px`` windows; in a uniform region it
+    is the noise, elsewhere edges and texture add to it, so the 10th percentile over the windows whose
+    mean lies in the tissue's range estimates the noise (real and synthetic slices are measured alike).
+
+    Returns
+    -------
+    dict
+        ``fat`` and ``soft_tissue`` -> HU, None when fewer than 2000 windows fall in the range.
+    """
+    import cv2
+
+    image = np.asarray(hu, dtype=np.float32)
+    mean = cv2.blur(image, (window_px, window_px))
+    square = cv2.blur(image * image, (window_px, window_px))
+    sd = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    result: dict[str, float | None] = {}
+    for name, (low, high) in (("fat", (-140.0, -60.0)), ("soft_tissue", (0.0, 90.0))):
+        chosen = sd[(mean > low) & (mean < high)]
+        result[name] = float(np.percentile(chosen, 10)) if chosen.size >= 2000 else None
+    return result
