@@ -596,7 +596,12 @@ def region_contains(body: Body, region: str, x: float, y: float, z: float) -> bo
         names = {"lung": ("lung_R", "lung_L"), "liver": ("liver",), "kidney": ("kidney_R", "kidney_L")}[
             region
         ]
-        return any((s := body.organ(n, z)) is not None and bool(s.contains(x, y)) for n in names)
+        inside = any((s := body.organ(n, z)) is not None and bool(s.contains(x, y)) for n in names)
+        # the lungs are drawn over the liver's dome and the kidneys' tops: a lesion there would show in lung
+        covered = region != "lung" and any(
+            (s := body.organ(n, z)) is not None and bool(s.contains(x, y)) for n in ("lung_R", "lung_L")
+        )
+        return inside and not covered
     if region == "bone":
         return any(bool(s.contains(x, y)) for s in bone_sections(body, z))
     low, high = REGION_ZN[region]
