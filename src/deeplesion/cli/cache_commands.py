@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from deeplesion.cli.common import EXIT_DATA_ERRORS, JsonOption, RootOption, handle_errors, print_json
+from deeplesion.cli.common import (
+    EXIT_DATA_ERRORS,
+    JobsOption,
+    JsonOption,
+    ProgressOption,
+    RootOption,
+    SchedulerOption,
+    handle_errors,
+    print_json,
+)
 
 cache_app = typer.Typer(
     help="The decoded cache: slices decoded once, read without PNG decoding.", no_args_is_help=True
@@ -35,12 +44,10 @@ def cache_build(
         float,
         typer.Option("--context-mm", min=0, help="How far stacks reach on each side of a key slice, mm."),
     ] = 30.0,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address to run on.")] = None,
+    jobs: JobsOption = 1,
+    scheduler: SchedulerOption = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild runs that are cached already.")] = False,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
-    ] = None,
+    progress: ProgressOption = None,
     json: JsonOption = False,
 ) -> None:
     """Decode, once, the slices that 2.5D samples of the key slices read; resumable."""

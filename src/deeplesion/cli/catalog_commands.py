@@ -14,6 +14,7 @@ from deeplesion.cli.common import (
     AnnotationsOption,
     FrameChoice,
     JsonOption,
+    ProgressOption,
     RootOption,
     handle_errors,
     print_json,
@@ -156,9 +157,7 @@ def validate(
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address (tcp://host:8786) to run the inventory on.")
     ] = None,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
-    ] = None,
+    progress: ProgressOption = None,
     limit: Annotated[int, typer.Option(help="Findings printed per code without --json.")] = 20,
     json: JsonOption = False,
 ) -> None:

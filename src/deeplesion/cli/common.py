@@ -43,6 +43,11 @@ RootOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document to stdout (and nothing else there).")
 ]
+ProgressOption = Annotated[
+    bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
+]
+JobsOption = Annotated[int, typer.Option(min=1, help="Worker processes.")]
+SchedulerOption = Annotated[str | None, typer.Option(help="Dask scheduler address to run on.")]
 
 
 class FrameChoice(enum.StrEnum):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deeplesion.cli.common import EXIT_DATA_ERRORS, JsonOption, handle_errors, print_json
+from deeplesion.cli.common import EXIT_DATA_ERRORS, JsonOption, ProgressOption, handle_errors, print_json
 
 
 class ChecksumChoice(enum.StrEnum):
@@ -165,9 +165,7 @@ def download(
 def verify(
     root: Annotated[Path, typer.Option(help="The release folder.")],
     checksum: Annotated[ChecksumChoice, typer.Option(help="How archives are checked.")] = ChecksumChoice.MD5,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
-    ] = None,
+    progress: ProgressOption = None,
     json: JsonOption = False,
 ) -> None:
     """Integrity: archives against the file list (size, MD5 or SHA-256), extracted files against CRC-32."""

@@ -12,8 +12,11 @@ import typer
 from deeplesion.cli.common import (
     EXIT_DATA_ERRORS,
     FrameChoice,
+    JobsOption,
     JsonOption,
+    ProgressOption,
     RootOption,
+    SchedulerOption,
     handle_errors,
     print_json,
 )
@@ -48,12 +51,10 @@ def export_nifti_command(
     series: Annotated[
         list[str] | None, typer.Option(help="Only this series folder; repeat for several.")
     ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address to run on.")] = None,
+    jobs: JobsOption = 1,
+    scheduler: SchedulerOption = None,
     force: Annotated[bool, typer.Option("--force", help="Rewrite files that exist.")] = False,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
-    ] = None,
+    progress: ProgressOption = None,
     json: JsonOption = False,
 ) -> None:
     """One NIfTI file per contiguous run of each series, <series>_<first>-<last>.nii.gz, int16 HU."""

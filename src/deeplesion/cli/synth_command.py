@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deeplesion.cli.common import JsonOption, handle_errors, print_json
+from deeplesion.cli.common import JsonOption, ProgressOption, handle_errors, print_json
 
 
 @handle_errors
@@ -24,9 +24,7 @@ def synth(
         typer.Option("--quirks", help="Plant the release's real oddities; listed in synth-manifest.json."),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")] = False,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
-    ] = None,
+    progress: ProgressOption = None,
     json: JsonOption = False,
 ) -> None:
     """Generate a synthetic DeepLesion release: DL_info.csv, Images_png/, optionally the zips."""

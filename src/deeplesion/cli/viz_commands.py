@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from deeplesion.cli.common import EXIT_DATA_ERRORS, AnnotationsOption, RootOption, handle_errors
+from deeplesion.cli.common import (
+    EXIT_DATA_ERRORS,
+    AnnotationsOption,
+    JobsOption,
+    ProgressOption,
+    RootOption,
+    handle_errors,
+)
 
 
 @handle_errors
@@ -59,11 +66,9 @@ def render(
         Path | None, typer.Option("--annotations", "-a", help="Default: ROOT/DL_info.csv.")
     ] = None,
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    jobs: JobsOption = 1,
     force: Annotated[bool, typer.Option("--force", help="Redraw images that exist.")] = False,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
-    ] = None,
+    progress: ProgressOption = None,
 ) -> None:
     """One overlay image per key slice with all its lesions (as the release's Key_slices.zip); resumable."""
     from deeplesion.cli.progress import progress_bar
