@@ -11,42 +11,40 @@ import numpy as np
 import pytest
 
 from deeplesion.catalog import Catalog, load_catalog
-from deeplesion.measure import recist_from_mask
 from deeplesion.slices import read_slice_hu
 from deeplesion.synth import plan_release
 from deeplesion.synth.anatomy import Tissue, random_body, region_contains
-from deeplesion.synth.lesions import compare_to_real, ks_statistic, normalized_location, real_stats
+from deeplesion.synth.lesions import compare_to_real, ks_statistic, real_stats
 from deeplesion.synth.phantom import (
     SliceGeometry,
     StudyLook,
-    lesion_mask,
     make_series,
     render_labels,
     render_slice,
     sub_heights,
 )
 from deeplesion.synth.realism import noise_sigma, tissue_peaks
+from deeplesion.synth.release import key_slice_measurement
 
 REAL_SLICES = Path(__file__).resolve().parents[2] / "shared/data/deeplesion/png16/Images_png"
 PATIENTS = 40
 
 
 def planned_rows(patients: int, seed: int) -> tuple[list, dict[str, float]]:  # type: ignore[type-arg]
-    """(kinds, long mm, locations) of the rows a release would write, and per-patient counts."""
+    """(kinds, long mm, locations) of the rows a release would write (measured as the release measures
+    them, before the readers' sub-pixel jitter), and per-patient counts."""
     plans = plan_release(patients, seed)
     kinds, longs, locations = [], [], []
     for plan in plans:
         for series in plan.series:
             for i in series.annotated:
-                lesion = series.lesions[i]
-                z = series.z_of(series.key_slices[i])
-                _, _, mask = lesion_mask(lesion, series.geometry, z)
-                if mask.sum() < 4:
+                measured = key_slice_measurement(plan, series, i)
+                if measured is None:
                     continue
-                recist = recist_from_mask(mask)
-                kinds.append(lesion.kind)
+                recist, location = measured
+                kinds.append(series.lesions[i].kind)
                 longs.append(float(np.linalg.norm(recist[0] - recist[1])) * series.geometry.spacing)
-                locations.append(normalized_location(plan.body, lesion.center[0], lesion.center[1], z))
+                locations.append(location)
     counts = {
         "studies": sum(len(p.series) for p in plans) / patients,
         "rows": len(kinds) / patients,

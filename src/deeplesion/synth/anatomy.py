@@ -376,6 +376,7 @@ SPINE_KEYS = [
 ]
 """(zn, vertebral body centre y in cavity units, radius mm); the sacrum follows below."""
 RIB_LEVELS = 12
+"""Ribs per side."""
 
 
 @dataclass(frozen=True)
@@ -435,13 +436,19 @@ class Body:
         """Normalized height of ``z`` mm."""
         return z / self.height_mm
 
-    def outline(self, z: float) -> Section:
-        """The skin outline at height ``z`` mm."""
+    def _body_keys(self, z: float) -> tuple[float, ...]:
+        """:data:`BODY_KEYS` at height ``z`` (held at the ends beyond them)."""
         keys = interpolate(BODY_KEYS, min(max(self.zn(z), BODY_KEYS[0][0]), BODY_KEYS[-1][0]))
         assert keys is not None
+        return keys
+
+    def outline(self, z: float) -> Section:
+        """The skin outline at height ``z`` mm."""
+        return self._outline(z, self._body_keys(z))
+
+    def _outline(self, z: float, keys: tuple[float, ...]) -> Section:
         half_width, half_depth, _ = keys
-        phase = self.zn(z) * 9.0
-        wobble = self.outline_harmonics * (1.0 + 0.3 * math.sin(phase))
+        wobble = self.outline_harmonics * (1.0 + 0.3 * math.sin(self.zn(z) * 9.0))
         return Section(0.0, 0.0, half_width * self.width_scale, half_depth * self.depth_scale, 0.0, wobble)
 
     def fat_thickness(self, z: float) -> float:
@@ -451,9 +458,8 @@ class Body:
 
     def cavity(self, z: float) -> Section:
         """The body cavity (inside muscles and ribs) at height ``z``: organs are placed in its units."""
-        outer = self.outline(z)
-        keys = interpolate(BODY_KEYS, min(max(self.zn(z), BODY_KEYS[0][0]), BODY_KEYS[-1][0]))
-        assert keys is not None
+        keys = self._body_keys(z)
+        outer = self._outline(z, keys)
         inner_a, inner_b = outer.a - self.fat_thickness(z) - 2.0, outer.b - 0.8 * self.fat_thickness(z) - 2.0
         return Section(0.0, -0.04 * outer.b, inner_a * keys[2], inner_b * keys[2], 0.0, outer.harmonics * 0.4)
 
@@ -496,9 +502,6 @@ class Body:
         return 0.0, cavity.cy + values[0] * cavity.b, values[1] * math.sqrt(self.width_scale)
 
 
-ORGAN_IRREGULARITY = {name: spec[3] for name, spec in ORGANS.items()}
-
-
 def random_body(rng: np.random.Generator) -> Body:
     """A plausible adult (height scale 1000-1150 mm per zn unit, fat 6-40 mm, organs +-10%)."""
     width = float(rng.uniform(0.86, 1.14))
@@ -509,7 +512,7 @@ def random_body(rng: np.random.Generator) -> Body:
             float(rng.uniform(0.9, 1.1)),
             random_harmonics(rng, irregularity),
         )
-        for name, irregularity in ORGAN_IRREGULARITY.items()
+        for name, (_, _, _, irregularity) in ORGANS.items()
     }
     height = float(rng.uniform(1000.0, 1150.0))
     loops = []
@@ -586,22 +589,20 @@ REGION_ZN: dict[str, tuple[float, float]] = {
 def region_contains(body: Body, region: str, x: float, y: float, z: float) -> bool:
     """Whether the point (x, y, z) mm lies where lesions of type ``region`` occur in this body.
 
-    ``lung``, ``liver``, ``kidney``: inside that organ. ``mediastinum``: inside the chest cavity between
-    the lungs (not in a lung, not in the heart's chambers). ``abdomen``: abdominal cavity outside the
-    liver and kidneys. ``pelvis``: pelvic cavity. ``bone``: inside a vertebral body, the sacrum or an
-    iliac wing. ``soft_tissue``: inside the skin and outside the cavity (fat, muscle).
+    ``lung``, ``liver``, ``kidney``: inside that organ (liver and kidney: not where a lung is drawn over
+    them). ``mediastinum``: inside the chest cavity, outside the lungs and the heart. ``abdomen``:
+    abdominal cavity outside the liver, kidneys and lungs. ``pelvis``: pelvic cavity outside the bladder.
+    ``bone``: inside a vertebral body, the sacrum or an iliac wing. ``soft_tissue``: inside the skin and
+    outside the cavity (fat, muscle). Cavity regions exclude the bones in them.
     """
     zn = body.zn(z)
-    if region in ("lung", "liver", "kidney"):
-        names = {"lung": ("lung_R", "lung_L"), "liver": ("liver",), "kidney": ("kidney_R", "kidney_L")}[
-            region
-        ]
-        inside = any((s := body.organ(n, z)) is not None and bool(s.contains(x, y)) for n in names)
+    lungs = ("lung_R", "lung_L")
+    if region == "lung":
+        return in_organs(body, lungs, x, y, z)
+    if region in ("liver", "kidney"):
+        names = ("liver",) if region == "liver" else ("kidney_R", "kidney_L")
         # the lungs are drawn over the liver's dome and the kidneys' tops: a lesion there would show in lung
-        covered = region != "lung" and any(
-            (s := body.organ(n, z)) is not None and bool(s.contains(x, y)) for n in ("lung_R", "lung_L")
-        )
-        return inside and not covered
+        return in_organs(body, names, x, y, z) and not in_organs(body, lungs, x, y, z)
     if region == "bone":
         return any(bool(s.contains(x, y)) for s in bone_sections(body, z))
     low, high = REGION_ZN[region]
@@ -614,15 +615,20 @@ def region_contains(body: Body, region: str, x: float, y: float, z: float) -> bo
     if not inside_cavity or any(bool(s.contains(x, y)) for s in bone_sections(body, z)):
         return False
     exclude = {
-        "mediastinum": ("lung_R", "lung_L", "heart"),
-        "abdomen": ("liver", "kidney_R", "kidney_L", "lung_R", "lung_L"),
+        "mediastinum": (*lungs, "heart"),
+        "abdomen": ("liver", "kidney_R", "kidney_L", *lungs),
         "pelvis": ("bladder",),
     }[region]
-    for name in exclude:
+    return not in_organs(body, exclude, x, y, z)
+
+
+def in_organs(body: Body, names: Sequence[str], x: float, y: float, z: float) -> bool:
+    """Whether the point (x, y, z) mm lies inside any of the organs ``names`` (keys of :data:`ORGANS`)."""
+    for name in names:
         section = body.organ(name, z)
         if section is not None and section.contains(x, y):
-            return False
-    return True
+            return True
+    return False
 
 
 def bone_sections(body: Body, z: float) -> list[Section]:

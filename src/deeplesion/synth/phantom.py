@@ -24,15 +24,13 @@ import numpy.typing as npt
 
 from deeplesion.synth.anatomy import (
     ORAL_CONTRAST_HU,
-    ORGANS,
+    RIB_LEVELS,
     TISSUE_HU,
     VESSELS,
     Body,
     Section,
     Tissue,
     bone_sections,
-    iliac_wing,
-    interpolate,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -71,13 +69,19 @@ class SliceGeometry:
         points = self.points_to_px(np.array([[x_mm, y_mm]]))
         return float(points[0, 0]), float(points[0, 1])
 
+    @property
+    def px_affine(self) -> npt.NDArray[np.float64]:
+        """(3, 2) map of body mm to pixels: ``[x, y, 1] @ px_affine = [col, row]`` (pose, then spacing)."""
+        angle, dx, dy = self.pose
+        k = 1.0 / self.spacing
+        c = self.center_px
+        cos, sin = math.cos(angle), math.sin(angle)
+        return np.array([[cos * k, sin * k], [-sin * k, cos * k], [dx * k + c, dy * k + c]])
+
     def points_to_px(self, points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """(N, 2) body (x, y) mm -> (N, 2) pixel (col, row)."""
-        angle, dx, dy = self.pose
-        cos, sin = math.cos(angle), math.sin(angle)
-        x = points[:, 0] * cos - points[:, 1] * sin + dx
-        y = points[:, 0] * sin + points[:, 1] * cos + dy
-        return np.column_stack([x / self.spacing + self.center_px, y / self.spacing + self.center_px])
+        affine = self.px_affine
+        return np.asarray(points @ affine[:2] + affine[2], dtype=np.float64)
 
     def to_body(
         self, cols: npt.NDArray[np.float64], rows: npt.NDArray[np.float64]
@@ -283,12 +287,15 @@ class Series:
     texture: FieldBank
     texture_periods: npt.NDArray[np.float64]
     fov_mask: npt.NDArray[np.bool_] = field(init=False, repr=False)
+    hu_table: npt.NDArray[np.float32] = field(init=False, repr=False)
+    amplitude_table: npt.NDArray[np.float32] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         size = self.geometry.size
         c = self.geometry.center_px
         ys, xs = np.ogrid[:size, :size]
         self.fov_mask = (xs - c) ** 2 + (ys - c) ** 2 > (size / 2.0) ** 2
+        self.hu_table, self.amplitude_table = self.look.tables()
 
 
 def make_series(
@@ -324,16 +331,15 @@ def render_slice(body: Body, series: Series, z: float, rng: np.random.Generator)
     import cv2
 
     geometry = series.geometry
-    hu_table, amplitude_table = series.look.tables()
     heights = sub_heights(z, series.thickness)
     size = geometry.size
     image = np.zeros((size, size), dtype=np.float32)
     amplitude = np.zeros((size, size), dtype=np.float32)
     for i, height in enumerate(heights):
         labels = render_labels(body, geometry, height)
-        base = np.asarray(cv2.LUT(labels, hu_table), dtype=np.float32)
+        base = np.asarray(cv2.LUT(labels, series.hu_table), dtype=np.float32)
         if i == 0:  # the texture's strength follows the first height's tissues
-            amplitude = np.asarray(cv2.LUT(labels, amplitude_table), dtype=np.float32)
+            amplitude = np.asarray(cv2.LUT(labels, series.amplitude_table), dtype=np.float32)
         _paint_lesions(base, amplitude, series, height)
         image += base
     image /= np.float32(len(heights))
@@ -371,12 +377,7 @@ class Canvas:
     def __init__(self, labels: npt.NDArray[np.uint8], geometry: SliceGeometry) -> None:
         self.labels = labels
         self.geometry = geometry
-        angle, dx, dy = geometry.pose
-        # body mm -> subpixel units in one affine map: [x y 1] @ matrix
-        k = SCALE / geometry.spacing
-        c = geometry.center_px * SCALE
-        cos, sin = math.cos(angle), math.sin(angle)
-        self.matrix = np.array([[cos * k, sin * k], [-sin * k, cos * k], [dx * k + c, dy * k + c]])
+        self.matrix = geometry.px_affine * SCALE  # body mm -> OpenCV's subpixel units
 
     def _px(self, points: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
         return np.asarray(np.rint(points @ self.matrix[:2] + self.matrix[2]), dtype=np.int32)
@@ -651,7 +652,7 @@ def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     each rib where the curve passes its height, so a few short segments show around the chest wall."""
     phi = np.linspace(0.15, 0.95 * math.pi, 48)
     drop = 0.075 * body.height_mm
-    for level in range(12):
+    for level in range(RIB_LEVELS):
         z0 = (0.365 + level * 0.0205 + body.rib_phase) * body.height_mm
         if not z0 - 10.0 < z < z0 + drop + 10.0:
             continue
@@ -660,10 +661,9 @@ def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
         hit = np.abs(heights - z) < 6.0
         if not hit.any():
             continue
-        rib_cavity = body.cavity(z)
         for side in (-1.0, 1.0):
-            xs = side * (rib_cavity.a + 6.0) * np.sin(phi)
-            ys = rib_cavity.cy + (rib_cavity.b + 6.0) * np.cos(phi)
+            xs = side * (cavity.a + 6.0) * np.sin(phi)
+            ys = cavity.cy + (cavity.b + 6.0) * np.cos(phi)
             points = np.column_stack([xs, ys])
             bone = hit & (phi <= end * math.pi)
             cartilage = hit & (phi > end * math.pi) & (level < 7)
@@ -675,15 +675,12 @@ def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
 
 
 __all__ = [
-    "ORGANS",
     "Canvas",
     "FieldBank",
     "Lesion3D",
     "Series",
     "SliceGeometry",
     "StudyLook",
-    "iliac_wing",
-    "interpolate",
     "lesion_field",
     "lesion_mask",
     "make_series",

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from deeplesion.catalog import (
     BOX_PADDING_PX,
@@ -41,7 +42,7 @@ from deeplesion.io import file_digest, staged_dir
 from deeplesion.measure import recist_from_mask
 from deeplesion.names import IMAGES_DIR, key_file_name, series_folder, slice_path
 from deeplesion.slices import encode_slice, read_slice_hu
-from deeplesion.synth.anatomy import PHASE_WEIGHTS, Body, random_body
+from deeplesion.synth.anatomy import PHASE_WEIGHTS, PHASES, Body, random_body
 from deeplesion.synth.lesions import (
     Strata,
     TypeQuota,
@@ -543,8 +544,6 @@ def _lesion_truth(plans: list[PatientPlan]) -> dict[str, dict[str, Any]]:
 def _series_truth(plans: list[PatientPlan]) -> dict[str, dict[str, Any]]:
     """For each series folder: how its images relate to the body frame and how they look (the patient's
     pose, where slice 1 lies, the contrast phase and noise level)."""
-    from deeplesion.synth.anatomy import PHASES
-
     out: dict[str, dict[str, Any]] = {}
     for plan in plans:
         for series in plan.series:
@@ -596,17 +595,39 @@ def _write_series(
     return rows, count
 
 
+def key_slice_measurement(
+    plan: PatientPlan, series: SeriesPlan, index: int
+) -> tuple[npt.NDArray[np.float64], tuple[float, float, float]] | None:
+    """RECIST and normalized location of annotated lesion ``index`` of ``series`` on its key slice.
+
+    Returns
+    -------
+    (recist, location) or None
+        (4, 2) float64 RECIST endpoints in 0-based pixels (long axis, then short axis; before the readers'
+        sub-pixel jitter) and the (x, y, z) normalized location clipped to 0-1; None when the lesion
+        covers fewer than 4 pixels there (not annotatable).
+    """
+    lesion = series.lesions[index]
+    z = series.z_of(series.key_slices[index])
+    rows, cols, mask = lesion_mask(lesion, series.geometry, z)
+    if mask.sum() < 4:
+        return None
+    recist = recist_from_mask(mask) + np.array([cols.start, rows.start], dtype=np.float64)
+    where = normalized_location(plan.body, lesion.center[0], lesion.center[1], z)
+    x, y, zn = (min(max(v, 0.0), 1.0) for v in where)
+    return recist, (x, y, zn)
+
+
 def _measure(plan: PatientPlan, series: SeriesPlan, index: int, rng: np.random.Generator) -> Lesion | None:
     """The DL_info row of one lesion, measured on its mask on the key slice (None if it is too small)."""
     lesion3d = series.lesions[index]
     key = series.key_slices[index]
     geometry = series.geometry
-    z = series.z_of(key)
-    rows, cols, mask = lesion_mask(lesion3d, geometry, z)
-    if mask.sum() < 4:
+    measured = key_slice_measurement(plan, series, index)
+    if measured is None:
         log.debug("lesion %d of %s is too small on slice %d; not annotated", index, series.folder, key)
         return None
-    recist = recist_from_mask(mask) + np.array([cols.start, rows.start], dtype=np.float64)
+    recist, where = measured
     # readers click between pixel centres: a little sub-pixel jitter, kept on the lesion's boundary pixel
     recist = np.round(recist + rng.uniform(-0.3, 0.3, recist.shape), 3)
     box = np.round(np.concatenate([recist.min(0) - BOX_PADDING_PX, recist.max(0) + BOX_PADDING_PX]), 3)
@@ -614,10 +635,7 @@ def _measure(plan: PatientPlan, series: SeriesPlan, index: int, rng: np.random.G
         round(float(np.linalg.norm(recist[0] - recist[1])), 4),
         round(float(np.linalg.norm(recist[2] - recist[3])), 4),
     )
-    location = tuple(
-        round(float(np.clip(v, 0.0, 1.0)), 6)
-        for v in normalized_location(plan.body, lesion3d.center[0], lesion3d.center[1], z)
-    )
+    location = tuple(round(v, 6) for v in where)
     kind = lesion3d.kind
     window = (-1500.0, 500.0) if kind == "lung" else (-175.0, 275.0)
     return Lesion(
