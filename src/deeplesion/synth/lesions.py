@@ -47,19 +47,25 @@ def quantile(levels_percent: list[float], values: list[float], u: float) -> floa
     return float(np.interp(u * 100.0, levels_percent, values))
 
 
+@cache
+def _type_shares() -> tuple[list[str], npt.NDArray[np.float64]]:
+    """The type names (in :data:`REGIONS` order) and their cumulative real shares."""
+    stats = real_stats()["types"]
+    names = [n for n in REGIONS if n in stats]
+    shares = np.array([stats[n]["share"] for n in names], dtype=np.float64)
+    return names, np.cumsum(shares / shares.sum())
+
+
 @dataclass
 class TypeQuota:
-    """Deals lesion types and stratified probabilities across a whole release (deterministic)."""
+    """Deals lesion types across a whole release (deterministic, in the real proportions)."""
 
     offset: float = 0.0
     dealt: int = 0
 
     def next_type(self) -> str:
         """The type of the next lesion: golden-ratio sequence through the cumulative real shares."""
-        stats = real_stats()["types"]
-        names = [n for n in REGIONS if n in stats]
-        shares = np.array([stats[n]["share"] for n in names], dtype=np.float64)
-        cumulative = np.cumsum(shares / shares.sum())
+        names, cumulative = _type_shares()
         u = (self.offset + self.dealt * GOLDEN) % 1.0
         self.dealt += 1
         return names[min(int(np.searchsorted(cumulative, u, side="right")), len(names) - 1)]
@@ -216,6 +222,7 @@ def make_lesion(
     # the key slice passes up to half a slice interval from the centre, where the section is smaller:
     # measured on 4 seeds x 40 patients, the rows' median long diameter came out 5% under the target
     long_mm = max(long_mm * KEY_SLICE_COMPENSATION, MIN_LONG_MM)
+    # the ratio's quantiles are tabulated at the same 21 levels as the locations'
     ratio = quantile(
         stats["location_levels_percent"], stats["short_over_long_quantiles"], float(rng.random())
     )
@@ -252,9 +259,7 @@ def feret_at_centre(lesion: Lesion3D) -> float:
     measure on a slice through its centre."""
     phi = np.linspace(0.0, 2.0 * math.pi, 360, endpoint=False)
     nu, nv = np.cos(phi), np.sin(phi)
-    surface = np.ones_like(phi)
-    for wx, wy, _wz, frequency, phase, amplitude in lesion.bumps:
-        surface += amplitude * np.cos(frequency * (wx * nu + wy * nv) + phase)
+    surface = lesion.surface(nu, nv, 0.0)
     a, b = lesion.semi_axes[0], lesion.semi_axes[1]
     points = np.column_stack([a * surface * nu, b * surface * nv])
     return float(np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2).max())

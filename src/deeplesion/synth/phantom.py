@@ -182,6 +182,16 @@ class Lesion3D:
         a, b, c = self.semi_axes
         return replace(self, semi_axes=(a * factor, b * factor, c * factor))
 
+    def surface(
+        self, nu: npt.NDArray[np.float64], nv: npt.NDArray[np.float64], nt: npt.NDArray[np.float64] | float
+    ) -> npt.NDArray[np.float64]:
+        """Normalized radius of the surface in the unit directions (nu, nv, nt) of the lesion's own axes
+        (1 for a plain ellipsoid; see :attr:`bumps`); any shape."""
+        surface = np.ones_like(nu)
+        for wx, wy, wz, frequency, phase, amplitude in self.bumps:
+            surface += amplitude * np.cos(frequency * (wx * nu + wy * nv + wz * nt) + phase)
+        return surface
+
     @property
     def reach_mm(self) -> float:
         """A radius that holds the whole lesion, mm."""
@@ -220,9 +230,7 @@ def lesion_field(
     surface = np.ones_like(q)
     if lesion.bumps:
         safe = np.maximum(q, 1e-9)
-        nu, nv, nt = u / safe, v / safe, t / safe
-        for wx, wy, wz, frequency, phase, amplitude in lesion.bumps:
-            surface += amplitude * np.cos(frequency * (wx * nu + wy * nv + wz * nt) + phase)
+        surface = lesion.surface(u / safe, v / safe, t / safe)
     return slice(r0, r1), slice(c0, c1), q / np.maximum(surface, 0.2)
 
 

@@ -243,8 +243,7 @@ def _plan_patient(
         placed.append(lesion)
         plan.lesions[lesion_id] = lesion
         courses[lesion_id] = _course(studies, rng)
-    base_age = float(rng.integers(25, 86))
-    age = base_age
+    age = float(rng.integers(25, 86))
     for study in range(1, studies + 1):
         if study > 1:
             age += float(rng.uniform(0.1, 1.5))
