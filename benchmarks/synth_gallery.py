@@ -22,6 +22,7 @@ from deeplesion.synth import make_synthetic_release
 from deeplesion.synth.anatomy import REGIONS
 from deeplesion.synth.realism import noise_sigma, tissue_peaks
 from deeplesion.viz import draw_lesions, write_png
+from deeplesion.windowing import resolve_window
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared/data/deeplesion"
@@ -30,7 +31,7 @@ TILE = 384
 
 
 def window_for(kind: str) -> tuple[float, float]:
-    return (-1350.0, 150.0) if kind == "lung" else (-160.0, 240.0)
+    return resolve_window("lung" if kind == "lung" else "soft_tissue")
 
 
 def real_catalog() -> tuple[Catalog, Path]:
