@@ -68,7 +68,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
         if path is None:
             self.send_error(HTTPStatus.NOT_FOUND, "no such file")
             return
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
         wanted = parse_range(self.headers.get("Range"), size)
         if wanted == "invalid":
             self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
@@ -81,6 +82,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
         if isinstance(wanted, tuple):
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.send_header("Accept-Ranges", "bytes")
+        # size and modification time, as common servers do: a replaced archive gets a new ETag
+        self.send_header("ETag", f'"{size:x}-{stat.st_mtime_ns:x}"')
         self.send_header("Content-Type", mimetypes.guess_type(path.name)[0] or "application/octet-stream")
         self.send_header("Content-Length", str(max(end - start + 1, 0)))
         self.end_headers()

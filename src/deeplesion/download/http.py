@@ -87,14 +87,25 @@ def request(
     method: Literal["GET", "HEAD"],
     url: str,
     *,
+    headers: dict[str, str] | None = None,
+    accept: Callable[[Any], None] | None = None,
     policy: Policy | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
-    """One small HTTP request (a file list, a HEAD) under the same retry policy as the archives.
+    """One small HTTP request (a file list, a HEAD, a byte range) under the same retry policy as the
+    archives.
 
     Connection errors (refused, dropped while reading the body, timeouts) and the statuses in
     :data:`RETRY_STATUS` are retried with back-off (honouring ``Retry-After``); the body is read
     inside the retry loop, so a connection dropped half-way is retried too.
+
+    Parameters
+    ----------
+    headers
+        Extra request headers (``Range``).
+    accept
+        Called with the response before its body is read; it raises to refuse the answer (a server
+        that ignores ``Range`` would otherwise send a whole archive).
 
     Returns
     -------
@@ -113,12 +124,15 @@ def request(
     while True:
         retry_after: float | None = None
         try:
-            response = client.request(method, url)
-            if response.status_code not in RETRY_STATUS:
-                return response
-            reason = f"HTTP {response.status_code}"
-            if response.status_code in (429, 503):
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+            with client.stream(method, url, headers=headers) as response:
+                if response.status_code not in RETRY_STATUS:
+                    if accept is not None:
+                        accept(response)
+                    response.read()
+                    return response
+                reason = f"HTTP {response.status_code}"
+                if response.status_code in (429, 503):
+                    retry_after = _retry_after(response.headers.get("Retry-After"))
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
         failures += 1
