@@ -13,7 +13,9 @@ codes (``docs/findings.md``):
 - ``slice-numbers-invalid``: names that are not ``<digits>.png``, or two names for one number;
 - ``series-mixed-intervals``, ``slice-number-wide``, ``folder-unannotated``: notes;
 - ``not-requested``: absent, but a partial download did not ask for it
-  (``ROOT/.deeplesion/requested.json``: ``{"folders": [...] or null, "key_slices_only": bool}``).
+  (``ROOT/.deeplesion/requested.json``: ``{"folders": [...] or null, "key_slices_only": bool}``, and
+  from a slice fetch ``"slices": {folder: [[first, last], ...]}``: the folders asked for in part and
+  their slice ranges; see ``docs/partial-releases.md``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ class FolderExpectation:
     runs: tuple[RunExpectation, ...]
     requested: bool = True
     key_slices_only: bool = False
+    requested_slices: tuple[tuple[int, int], ...] | None = None  # None: the whole folder was requested
+
+    def asked(self, number: int) -> bool:
+        """Whether slice ``number`` was requested (by the download or slice fetch that made the folder)."""
+        if self.requested_slices is None:
+            return True
+        return any(first <= number <= last for first, last in self.requested_slices)
 
 
 @dataclass
@@ -92,6 +101,7 @@ def expectations(catalog: Catalog, requested: Requested = Requested()) -> dict[s
             ),
             requested=requested.folders is None or folder in requested.folders,
             key_slices_only=requested.key_slices_only,
+            requested_slices=requested.slice_ranges(folder),
         )
     return out
 
@@ -257,7 +267,11 @@ def _check_runs(
             if key not in on_disk:
                 path = slice_path(expectation.folder, key)
                 message = f"{path}: key slice of {file_name} (DL_info line {line}) is not on disk"
-                add(make_finding("key-slice-missing", message, file=path, value=file_name))
+                if expectation.asked(key):
+                    add(make_finding("key-slice-missing", message, file=path, value=file_name))
+                else:
+                    message += " and was not requested by the partial download"
+                    add(make_finding("not-requested", message, file=path, value=file_name))
         if not present_folder:
             continue
         missing = [
@@ -265,7 +279,13 @@ def _check_runs(
             for n in range(run.first, run.last + 1)
             if n not in on_disk and n not in {k for k, _, _ in run.keys}
         ]
-        for start, end in contiguous_runs(missing):
+        not_asked = {n for n in missing if not expectation.asked(n)}
+        for start, end in contiguous_runs(not_asked):
+            path = slice_path(expectation.folder, start)
+            span = f"{start:03d}" if start == end else f"{start:03d}-{end:03d}"
+            message = f"{where}: context slice(s) {span} of run {run.first}-{run.last} not requested"
+            add(make_finding("not-requested", message + " by the slice fetch", file=path, value=span))
+        for start, end in contiguous_runs([n for n in missing if n not in not_asked]):
             path = slice_path(expectation.folder, start)
             span = f"{start:03d}" if start == end else f"{start:03d}-{end:03d}"
             count = end - start + 1
@@ -291,7 +311,8 @@ def _check_runs(
         while high is not None and high + 1 in on_disk and high + 1 not in others:
             high += 1
         if low is not None and high is not None and (low, high) != (run.first, run.last):
-            if expectation.key_slices_only and low >= run.first and high <= run.last:
+            partial = expectation.key_slices_only or expectation.requested_slices is not None
+            if partial and low >= run.first and high <= run.last:
                 continue
             add(
                 make_finding(

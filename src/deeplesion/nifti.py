@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deeplesion.catalog import CSV_PIXEL_ORIGIN, Catalog, Lesion, Split
+from deeplesion.download.state import Requested
 from deeplesion.errors import ImageError, UsageError
 from deeplesion.io import replacing
 from deeplesion.names import IMAGES_DIR, parse_subvolume_name, subvolume_name
@@ -226,18 +227,27 @@ class SeriesExport:
     skipped: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    not_requested: list[str] = field(default_factory=list)
     slices: int = 0
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
 def export_series(
-    root: str, folder: str, runs: tuple[Run, ...], out: str, layout: Layout, force: bool
+    root: str,
+    folder: str,
+    runs: tuple[Run, ...],
+    out: str,
+    layout: Layout,
+    force: bool,
+    partial: bool = False,
 ) -> SeriesExport:
     """Write one file per contiguous run on disk of ``folder`` (a pure function of the folder).
 
     A run takes the spacing of the annotated run it overlaps (runs of one series can differ); a run
-    without rows takes the folder's first annotated spacing, with a warning.
+    without rows takes the folder's first annotated spacing, with a warning. In a folder fetched in part
+    (``partial``: a slice fetch asked for some of its slices), a run on disk that does not hold a whole
+    annotated run is not written: it is listed in ``not_requested``.
     """
     from deeplesion.names import slice_number_of
     from deeplesion.slices import contiguous_runs, read_slice_hu
@@ -254,6 +264,13 @@ def export_series(
         name = subvolume_name(folder, first, last)
         target = Path(out) / name
         match = [r for r in runs if r.first <= last and first <= r.last]
+        if partial and match and not any(first <= r.first and r.last <= last for r in match):
+            r = match[0]
+            result.not_requested.append(
+                f"{folder} slices {first}-{last}: part of run {r.first}-{r.last}, whose other slices were "
+                "not requested by the slice fetch"
+            )
+            continue
         if match:
             spacing = match[0].spacing
         elif runs:
@@ -293,6 +310,7 @@ class ExportSummary:
     skipped: int = 0
     conflicts: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    not_requested: list[str] = field(default_factory=list)
     slices: int = 0
     bytes: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -344,6 +362,7 @@ def export_nifti(
         if unknown:
             raise UsageError(f"`series`: {', '.join(unknown)} not under {images}")
         folders = [f for f in folders if f in set(series)]
+    partial = set(Requested.load(root_path).slices)  # folders a slice fetch asked for in part
     target = Path(out) if out is not None else root_path / DEFAULT_DIRS[layout]
     target.mkdir(parents=True, exist_ok=True)
     # largest folders first, so that a long series does not finish alone at the end (better balance)
@@ -356,6 +375,7 @@ def export_nifti(
             str(target),
             layout,
             force,
+            f in partial,
         )
         for f in folders
     ]
@@ -365,6 +385,7 @@ def export_nifti(
         summary.skipped += len(result.skipped)
         summary.conflicts.extend(result.conflicts)
         summary.failed.extend(result.failed)
+        summary.not_requested.extend(result.not_requested)
         summary.slices += result.slices
         summary.bytes += result.bytes
         summary.warnings.extend(result.warnings)

@@ -11,12 +11,17 @@ from typing import Annotated, Any
 import typer
 
 from deeplesion.cli.common import EXIT_DATA_ERRORS, JsonOption, ProgressOption, handle_errors, print_json
+from deeplesion.errors import UsageError
 
 
 class ChecksumChoice(enum.StrEnum):
     MD5 = "md5"
     SHA256 = "sha256"
     SIZE = "size"
+
+
+class OnlyChoice(enum.StrEnum):
+    KEY_SLICES = "key-slices"
 
 
 class RichReporter:
@@ -71,13 +76,45 @@ def download(
     attempts: Annotated[
         int, typer.Option(min=1, help="Tries for each request before giving up (with back-off).")
     ] = 8,
+    only: Annotated[
+        OnlyChoice | None,
+        typer.Option(
+            help="key-slices: fetch only the key slices (and --context-mm) out of the remote archives."
+        ),
+    ] = None,
+    context_mm: Annotated[
+        float, typer.Option(min=0, help="With --only: also the slices within this distance, mm.")
+    ] = 0.0,
+    split: Annotated[
+        list[str] | None, typer.Option(help="With --only: rows of this split (train, val, test); repeatable.")
+    ] = None,
+    lesions: Annotated[
+        Path | None,
+        typer.Option(help="With --only: File_name values, one per line, or a DL_info-format CSV."),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Download the release (or --parts of it), resumably and verified, and unpack it into ROOT/Images_png."""
+    """Download the release (or --parts of it), resumably and verified, and unpack it into ROOT/Images_png.
+
+    With --only key-slices: read the archives remotely (HTTP range requests) and fetch only the key slices
+    of the rows asked for (--split, --lesions; default all) and their neighbours within --context-mm.
+    """
     import logging
 
     from deeplesion import download as dl
 
+    if only is not None:
+        if parts or no_extract or keep_zips or checksum != ChecksumChoice.MD5:
+            raise UsageError(
+                "--only key-slices fetches single slices: drop --parts, --no-extract, "
+                "--keep-zips and --checksum"
+            )
+        _fetch_key_slices(
+            root, context_mm, split, lesions, jobs, mirror, dry_run, no_progress, attempts, json
+        )
+        return
+    if context_mm or split or lesions:
+        raise UsageError("--context-mm, --split and --lesions go with --only key-slices")
     wanted = dl.parse_parts(parts)
     common: dict[str, Any] = dict(
         parts=wanted,
@@ -159,6 +196,88 @@ def download(
             f"(already {len(summary.already_extracted)})"
         )
         print(f"{counts}; {dl.human_bytes(summary.transferred)} in {summary.seconds:.1f} s")
+
+
+def _fetch_key_slices(
+    root: Path,
+    context_mm: float,
+    split: list[str] | None,
+    lesions: Path | None,
+    jobs: int,
+    mirror: str | None,
+    dry_run: bool,
+    no_progress: bool,
+    attempts: int,
+    json: bool,
+) -> None:
+    import logging
+
+    from deeplesion import download as dl
+    from deeplesion.download.partial import SliceFetchSummary, SlicePlan, fetch_slices, read_lesion_list
+
+    names = read_lesion_list(lesions) if lesions is not None else None
+    common: dict[str, Any] = dict(
+        context_mm=context_mm, mirror=mirror, jobs=jobs, split=split, policy=dl.Policy(attempts=attempts)
+    )
+    plan = fetch_slices(root, names, dry_run=True, **common)
+    assert isinstance(plan, SlicePlan)
+    share = plan.request_bytes / plan.archive_bytes if plan.archive_bytes else 0.0
+    document: dict[str, Any] = {
+        "root": str(root),
+        "context_mm": context_mm,
+        "slices_wanted": plan.wanted,
+        "slices_present": plan.present,
+        "not_in_archives": plan.not_in_archives,
+        "requests": len(plan.requests),
+        "member_bytes": plan.member_bytes,
+        "request_bytes": plan.request_bytes,
+        "archive_bytes": plan.archive_bytes,
+        "index_bytes": plan.index_bytes,
+        "indexes_read": plan.indexes_read,
+    }
+    for name in plan.not_in_archives[:5]:
+        logging.getLogger("deeplesion").warning("%s: in DL_info.csv, but in no archive", name)
+    if dry_run:
+        if json:
+            print_json(document)
+        else:
+            todo = plan.wanted - plan.present - len(plan.not_in_archives)
+            print(
+                f"would fetch {todo} slice(s) in {len(plan.requests)} request(s): "
+                f"{dl.human_bytes(plan.request_bytes)} of {dl.human_bytes(plan.archive_bytes)} of archives "
+                f"({share:.2%}); {plan.present} already here; index {dl.human_bytes(plan.index_bytes)} "
+                f"read now ({len(plan.indexes_read)} archive(s) indexed, kept for the next runs)"
+            )
+        return
+    if no_progress or not sys.stderr.isatty():
+        logging.getLogger("deeplesion").setLevel(min(logging.getLogger().level, logging.INFO))
+        summary = fetch_slices(root, names, **common)
+    else:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        from deeplesion.cli.common import stderr_console
+
+        columns = (TextColumn("{task.description:<22}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=stderr_console()) as progress:
+            summary = fetch_slices(root, names, reporter=RichReporter(progress, plan.request_bytes), **common)
+    assert isinstance(summary, SliceFetchSummary)
+    share = summary.transferred / summary.plan.archive_bytes if summary.plan.archive_bytes else 0.0
+    document.update(
+        slices_fetched=summary.fetched,
+        refetched=summary.refetched,
+        bytes_transferred=summary.transferred,
+        seconds=round(summary.seconds, 2),
+    )
+    if json:
+        print_json(document)
+    else:
+        print(
+            f"fetched {summary.fetched} slice(s) ({summary.plan.present} already here): "
+            f"{dl.human_bytes(summary.transferred)} transferred against "
+            f"{dl.human_bytes(summary.plan.archive_bytes)} of whole archives ({share:.2%}) in "
+            f"{summary.seconds:.1f} s; index {dl.human_bytes(plan.index_bytes)} (once, kept in "
+            f"{root / '.deeplesion' / 'index'})"
+        )
 
 
 @handle_errors

@@ -85,6 +85,7 @@ def export_nifti_command(
         "skipped_complete": summary.skipped,
         "conflicts": summary.conflicts,
         "failed": summary.failed,
+        "not_requested": summary.not_requested,
         "slices": summary.slices,
         "bytes": summary.bytes,
         "warnings": summary.warnings,
@@ -102,6 +103,10 @@ def export_nifti_command(
             print(f"  exists with another layout or another tool's, left alone: {name} (--force replaces it)")
         for message in summary.failed:
             print(f"  not written: {message}")
+        if summary.not_requested:
+            print(f"  {len(summary.not_requested)} run(s) not written, as not requested (a partial release):")
+        for message in summary.not_requested[:20]:
+            print(f"    {message}")
     if summary.conflicts or summary.failed:
         raise typer.Exit(EXIT_DATA_ERRORS)
 

@@ -10,7 +10,9 @@ reruns skip finished work and ``deeplesion verify`` can check the extracted file
 The package, along its seams: :mod:`~deeplesion.download.files` (the file list and checksums),
 :mod:`~deeplesion.download.http` (the retry policy, transfers, progress), :mod:`~deeplesion.download.extract`,
 :mod:`~deeplesion.download.state` (the ``.deeplesion`` folder), :mod:`~deeplesion.download.run` (the
-whole download) and :mod:`~deeplesion.download.verify`.
+whole download), :mod:`~deeplesion.download.verify`, and for single slices read out of the remote
+archives with HTTP range requests :mod:`~deeplesion.download.remote_zip` and
+:mod:`~deeplesion.download.partial` (:func:`fetch_slices`, ``download --only key-slices``).
 """
 
 from deeplesion.download.errors import (
@@ -41,6 +43,8 @@ from deeplesion.download.http import (
     request,
     resolve_files,
 )
+from deeplesion.download.partial import SliceFetchSummary, SlicePlan, fetch_slices
+from deeplesion.download.remote_zip import ArchiveChangedError, RangeNotSupportedError
 from deeplesion.download.run import Plan, Summary, download, plan_download
 from deeplesion.download.state import extraction_record, folder_lock
 from deeplesion.download.verify import verify_release
@@ -49,6 +53,7 @@ __all__ = [
     "ANNOTATIONS_NAME",
     "ARCHIVE_PREFIX",
     "CHECKSUMS_NAME",
+    "ArchiveChangedError",
     "Checksum",
     "ChecksumError",
     "DownloadCancelled",
@@ -58,14 +63,18 @@ __all__ = [
     "LogReporter",
     "Plan",
     "Policy",
+    "RangeNotSupportedError",
     "RemoteFile",
     "Reporter",
+    "SliceFetchSummary",
+    "SlicePlan",
     "Summary",
     "UnsafeArchiveError",
     "download",
     "extract_archive",
     "extraction_record",
     "fetch",
+    "fetch_slices",
     "folder_lock",
     "human_bytes",
     "official_files",

@@ -10,7 +10,7 @@ import os
 import threading
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,45 +92,111 @@ def extraction_record(root: Path, archive: str) -> dict[str, Any] | None:
     return data if data.get("complete") else None
 
 
+def _read_requested(root: Path) -> dict[str, Any] | None:
+    path = root / STATE_DIR / REQUESTED_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _write_requested_data(root: Path, data: dict[str, Any]) -> None:
+    with replacing(root / STATE_DIR / REQUESTED_FILE) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
 def write_requested(root: Path, archives: list[RemoteFile], parts: set[int] | None) -> None:
-    """Tell the inventory which folders a partial download asked for (``requested.json``)."""
+    """Tell the inventory which folders a partial download asked for (``requested.json``); folders of
+    whole archives are requested whole, even where a slice fetch asked for some of their slices before."""
     path = root / STATE_DIR / REQUESTED_FILE
     if parts is None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
     folders: set[str] = set()
-    previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    previous = _read_requested(root) or {}
     folders.update(previous.get("folders") or [])
+    whole: set[str] = set()
     for archive in archives:
         record = extraction_record(root, archive.name)
         names = list(record["members"]) if record else []
         if not record and (root / archive.name).exists():
             with zipfile.ZipFile(root / archive.name) as z:
                 names = z.namelist()
-        folders.update(n.split("/")[1] for n in names if n.count("/") >= 2)
-    data = {
+        whole.update(n.split("/")[1] for n in names if n.count("/") >= 2)
+    folders |= whole
+    data: dict[str, Any] = {
         "folders": sorted(folders),
         "key_slices_only": False,
         "parts": sorted(set(previous.get("parts", [])) | parts),
     }
-    with replacing(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    slices = {f: r for f, r in (previous.get("slices") or {}).items() if f not in whole}
+    if slices:
+        data["slices"] = slices
+    _write_requested_data(root, data)
+
+
+def request_slices(root: Path, slices: dict[str, list[tuple[int, int]]]) -> None:
+    """Add slice ranges to ``requested.json`` (a slice fetch): per folder, the union with what was asked
+    before; a folder requested whole (by a download of its archive) stays whole.
+
+    Nothing is written when the folder already holds a release downloaded whole (no ``requested.json``
+    and an ``Images_png`` folder with series in it): everything is requested there already.
+    """
+    from deeplesion.names import IMAGES_DIR
+    from deeplesion.slices import contiguous_runs
+
+    previous = _read_requested(root)
+    images = root / IMAGES_DIR
+    if previous is None and images.is_dir() and any(images.iterdir()):
+        return
+    previous = previous or {"folders": [], "key_slices_only": False}
+    folders = set(previous.get("folders") or [])
+    asked = previous.get("slices") or {}
+    merged: dict[str, list[list[int]]] = {}
+    for folder in sorted(set(asked) | set(slices)):
+        if folder in folders and folder not in asked:  # requested whole before
+            continue
+        numbers = {n for first, last in asked.get(folder, []) for n in range(first, last + 1)}
+        numbers.update(n for first, last in slices.get(folder, []) for n in range(first, last + 1))
+        merged[folder] = [[first, last] for first, last in contiguous_runs(numbers)]
+    data = dict(previous)
+    data["folders"] = sorted(folders | set(slices))
+    data["slices"] = merged
+    _write_requested_data(root, data)
 
 
 @dataclass(frozen=True)
 class Requested:
-    """A partial download's request (absent file: everything was requested)."""
+    """A partial download's request (absent file: everything was requested).
+
+    Attributes
+    ----------
+    folders
+        Series folders asked for (None: all).
+    key_slices_only
+        Only the key slices were asked for (an older form of request).
+    slices
+        Per folder asked for in part, the slice-number ranges asked for (inclusive); folders not in it
+        were asked for whole.
+    """
 
     folders: frozenset[str] | None = None
     key_slices_only: bool = False
+    slices: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: Path) -> Requested:
         """Read ``ROOT/.deeplesion/requested.json`` if it exists."""
-        path = root / STATE_DIR / REQUESTED_FILE
-        if not path.is_file():
+        data = _read_requested(root)
+        if data is None:
             return cls()
-        data = json.loads(path.read_text(encoding="utf-8"))
         folders = data.get("folders")
-        return cls(None if folders is None else frozenset(folders), bool(data.get("key_slices_only", False)))
+        slices = {
+            folder: tuple((int(first), int(last)) for first, last in ranges)
+            for folder, ranges in (data.get("slices") or {}).items()
+        }
+        return cls(
+            None if folders is None else frozenset(folders), bool(data.get("key_slices_only", False)), slices
+        )
+
+    def slice_ranges(self, folder: str) -> tuple[tuple[int, int], ...] | None:
+        """The ranges asked for in ``folder``, or None when the folder was asked for whole."""
+        return self.slices.get(folder)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from deeplesion.download.files import CHECKSUMS_NAME, Checksum, RemoteFile, official_files, parse_checksums
 from deeplesion.download.http import hash_algorithm
+from deeplesion.download.partial import fetched_records
 from deeplesion.download.state import EXTRACTED_DIR, STATE_DIR, extraction_record
 from deeplesion.findings import Finding, make_finding
 from deeplesion.io import file_digest
@@ -42,14 +43,24 @@ def verify_release(
     else:
         files = official_files()
     findings: list[Finding] = []
-    records = sorted((root_path / STATE_DIR / EXTRACTED_DIR).glob("*.json"))
+    records = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted((root_path / STATE_DIR / EXTRACTED_DIR).glob("*.json"))
+    ]
+    fetched = fetched_records(root_path)  # members fetched alone by a slice fetch (their archive is absent)
+    records += [{"archive": archive, "members": members} for archive, members in fetched.items()]
     work = len(files) + len(records)
     done = 0
     for file in files:
         path = root_path / file.name
         done += 1
         if not path.exists():
-            if file.archive_number is not None and extraction_record(root_path, file.name) is None:
+            if (
+                file.archive_number is not None
+                and extraction_record(root_path, file.name) is None
+                and file.name not in fetched
+                and not fetched  # a slice fetch asked for some members, not for every archive
+            ):
                 findings.append(
                     make_finding(
                         "archive-missing", f"{file.name}: not on disk and not extracted", file=file.name
@@ -59,12 +70,12 @@ def verify_release(
             findings.extend(_verify_file(path, file, checksum))
         if progress:
             progress(done, work)
-    for record_path in records:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
+    for record in records:
+        how = "fetched from" if record["archive"] in fetched else "extracted from"
         for member, crc in record.get("members", {}).items():
             target = root_path / member
             if not target.is_file():
-                message = f"{member}: extracted from {record['archive']}, no longer on disk"
+                message = f"{member}: {how} {record['archive']}, no longer on disk"
                 findings.append(make_finding("member-missing", message, file=member))
                 continue
             found = 0
