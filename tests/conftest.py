@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from deeplesion.mirror import MirrorServer
+from tests.faulty_mirror import FaultyHandler
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -82,3 +87,15 @@ def shared_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 force=True,
             )
     return target
+
+
+@pytest.fixture
+def mirror(shared_release: Path) -> Iterator[MirrorServer]:
+    """Download tests: the shared synthetic release served by :class:`FaultyHandler` (faults reset)."""
+    FaultyHandler.faults = defaultdict(list)
+    FaultyHandler.head_faults = defaultdict(list)
+    FaultyHandler.log = []
+    FaultyHandler.slow = 0.0
+    with MirrorServer(shared_release, handler=FaultyHandler) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        yield server
