@@ -155,6 +155,28 @@ def _download_stage(ctx: DemoContext) -> None:
 
 
 @stage(
+    "fetch-slices",
+    "Fetch only the test split's key slices (+-30 mm) out of the served zips with HTTP range requests",
+    needs=("synth",),
+)
+def _fetch_slices_stage(ctx: DemoContext) -> None:
+    from deeplesion.download import SliceFetchSummary, fetch_slices, human_bytes
+    from deeplesion.mirror import MirrorServer
+
+    target = ctx.workdir / "key-slices-release"
+    with MirrorServer(ctx.state["release"]) as server:
+        summary = fetch_slices(target, None, split="test", context_mm=30, mirror=server.url, jobs=2)
+    assert isinstance(summary, SliceFetchSummary)
+    plan = summary.plan
+    ctx.say(
+        f"{summary.fetched} slices fetched ({plan.present} already there) in {len(plan.requests)} range "
+        f"requests: {human_bytes(summary.transferred)} of {human_bytes(plan.archive_bytes)} of archives "
+        f"({summary.transferred / plan.archive_bytes:.1%}) in {summary.seconds:.1f} s; "
+        f"index {human_bytes(plan.index_bytes)}, kept in {target}/.deeplesion/index"
+    )
+
+
+@stage(
     "inventory", "Inventory of the synthetic release's images: every planted quirk is found", needs=("synth",)
 )
 def _inventory_stage(ctx: DemoContext) -> None:
