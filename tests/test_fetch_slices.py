@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import pytest
 
+from deeplesion.cache import build_cache
 from deeplesion.catalog import load_catalog
 from deeplesion.download import ChecksumError, DownloadError, Policy, verify_release
 from deeplesion.download.partial import (
@@ -131,6 +132,21 @@ def test_dataset_reads_the_fetched_slices(tmp_path: Path, mirror: MirrorServer) 
     assert image.shape[0] == 9 and len(target["boxes"]) >= 1
     with pytest.raises(Exception, match="not on disk"):
         KeySliceDataset(open_release(root), split="train")
+    catalog = load_catalog(root / "DL_info.csv")
+    # the cache holds the test split's stacks (+-8 mm of the 10 mm fetched), the export only whole runs
+    built = build_cache(root, catalog, split="test", context_mm=8)
+    assert built.failed == [] and built.keys == catalog.filter(split="test").num_key_slices
+    cached = KeySliceDataset(open_release(root), split="test", cache=built.cache_dir)[0][0]
+    assert (cached == image).all()
+    export = export_nifti(root, catalog, out=tmp_path / "nifti")
+    assert export.not_requested and export.failed == []
+    show = [sys.executable, "-m", "deeplesion.cli.main", "show", catalog.filter(split="test").file_name[0]]
+    shown = subprocess.run(
+        [*show, "--root", str(root), "--out", str(tmp_path / "k.png"), "--context"],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
 
 
 def _mirror_folder(target: Path, archive: Path, annotations: Path) -> None:
