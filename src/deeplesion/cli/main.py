@@ -53,6 +53,7 @@ def _register() -> None:
         catalog_commands,
         data_commands,
         demo_command,
+        detect_commands,
         evaluate_command,
         export_commands,
         synth_command,
@@ -66,6 +67,7 @@ def _register() -> None:
     viz_commands.register(app)
     synth_command.register(app)
     evaluate_command.register(app)
+    detect_commands.register(app)
     demo_command.register(app)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from deeplesion.errors import PredictionError
+from deeplesion.errors import PredictionError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +207,38 @@ def read_predictions_coco(path: str | os.PathLike[str], *, lenient: bool = False
     return Predictions(
         file_names[good], values[good, :4], values[good, 4], line_array[good], str(path), problems
     )
+
+
+def write_predictions(path: str | os.PathLike[str], predictions: Predictions, *, format: str = "csv") -> Path:
+    """Write detections for :func:`read_predictions_csv` (``File_name,x1,y1,x2,y2,score``, 0-based
+    original pixels) or, with ``format='coco'``, for :func:`read_predictions_coco` (``image_id``,
+    ``bbox`` ``[x, y, w, h]``, ``score``, ``category_id`` 1). Written atomically."""
+    from deeplesion.boxes import to_coco
+    from deeplesion.io import replacing
+    from deeplesion.names import coco_image_id
+
+    target = Path(path)
+    with replacing(target) as tmp:
+        if format == "coco":
+            coco = to_coco(predictions.boxes)
+            items = [
+                {
+                    "image_id": coco_image_id(str(name)),
+                    "category_id": 1,
+                    "bbox": [round(float(v), 2) for v in box],
+                    "score": round(float(score), 5),
+                }
+                for name, box, score in zip(predictions.file_name, coco, predictions.score, strict=True)
+            ]
+            tmp.write_text(json.dumps(items), encoding="utf-8")
+        elif format == "csv":
+            with tmp.open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(PREDICTION_COLUMNS)
+                for name, box, score in zip(
+                    predictions.file_name, predictions.boxes, predictions.score, strict=True
+                ):
+                    writer.writerow([name, *(f"{v:.2f}" for v in box), f"{score:.5f}"])
+        else:
+            raise UsageError(f"unknown predictions format {format!r}; use csv or coco")
+    return target

@@ -1,0 +1,410 @@
+"""The lesion detector: config, model contract, a one-batch overfit, checkpoints and resume, DDP with gloo,
+predict -> evaluate, and detect on NIfTI, PNG and real DICOM inputs. Small images and the tiny model keep
+the CPU time modest."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from deeplesion.catalog import load_catalog  # noqa: E402
+from deeplesion.detect.config import load_config  # noqa: E402
+from deeplesion.detect.model import build_model  # noqa: E402
+from deeplesion.detect.train import Progress, train  # noqa: E402
+from deeplesion.errors import OutputExistsError, UsageError  # noqa: E402
+from tests.conftest import SHARED_DATA  # noqa: E402
+
+TINY = {"epochs": 2, "steps_per_epoch": 3, "warmup_iters": 1, "batch_size": 4, "train_crop": 128}
+
+
+@pytest.fixture(scope="module")
+def trained(shared_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-epoch run on the shared synthetic release (a few seconds): its folder."""
+    run = tmp_path_factory.mktemp("detector") / "run"
+    train(shared_release, run, load_config("cpu-small", **TINY), jobs=1)
+    return run
+
+
+def test_presets_and_config_files(tmp_path: Path) -> None:
+    small, paper = load_config("cpu-small"), load_config("paper")
+    assert small.backbone == "tiny" and small.slices == 3 and small.train_crop == 192
+    # the paper preset is MULAN's released config
+    assert (paper.lr, paper.weight_decay, paper.batch_size, paper.epochs, paper.lr_steps) == (
+        0.004,
+        0.0005,
+        8,
+        8,
+        [4, 6],
+    )
+    assert paper.slices == 9 and paper.slice_interval_mm == 2.0 and paper.anchor_sizes == [16, 24, 32, 48, 96]
+    override = tmp_path / "mine.yaml"
+    override.write_text("epochs: 3\nlr: 0.01\n")
+    mine = load_config("cpu-small", override)
+    assert mine.epochs == 3 and mine.lr == 0.01 and mine.backbone == "tiny"
+    override.write_text("epoch: 3\n")
+    with pytest.raises(UsageError, match="unknown key"):
+        load_config("cpu-small", override)
+    override.write_text("epochs: three\n")
+    with pytest.raises(UsageError, match="epochs should be int"):
+        load_config("cpu-small", override)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deeplesion.cli.main",
+            "train",
+            "--root",
+            ".",
+            "--out",
+            "x",
+            "--preset",
+            "paper",
+            "--show-config",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0 and "backbone: resnet50" in shown.stdout
+
+
+@pytest.mark.parametrize(("backbone", "slices"), [("tiny", 3), ("tiny", 9), ("resnet18", 6)])
+def test_model_contract(backbone: str, slices: int) -> None:
+    torch.manual_seed(0)
+    model = build_model("lesion-2.5d", backbone=backbone, slices=slices, detections_per_image=7)
+    images = [torch.rand(slices, 96, 128) * 255, torch.rand(slices, 112, 96) * 255]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 20.0, 40.0, 50.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
+    model.train()
+    losses = model(images, targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        outputs = model(images)
+    for image, out in zip(images, outputs, strict=True):
+        assert out["boxes"].shape[1] == 4 and len(out["boxes"]) <= 7
+        height, width = image.shape[1:]
+        assert (out["boxes"][:, 2] <= width).all() and (out["boxes"][:, 3] <= height).all()
+    with pytest.raises(UsageError, match="multiple of 3"):
+        build_model("lesion-2.5d", slices=4)
+    with pytest.raises(UsageError, match="unknown model"):
+        build_model("yolo")
+
+
+def test_one_batch_overfits_and_finds_its_lesion(shared_release: Path) -> None:
+    from deeplesion.boxes import box_iou
+    from deeplesion.detect.samples import prepare_stack, random_crop
+
+    catalog = load_catalog(shared_release / "DL_info.csv")
+    lesion = next(x for x in catalog.filter(split="train") if 10 < x.long_diameter_mm < 40)
+    stack = prepare_stack(str(shared_release), lesion.file_name, 0, 3, 2.0)
+    assert not isinstance(stack, str)
+    crop, boxes = random_crop(stack, 128, True, 1.0, np.random.default_rng(0))
+    image = torch.from_numpy(crop)
+    target = {"boxes": torch.from_numpy(boxes), "labels": torch.ones(len(boxes), dtype=torch.int64)}
+    torch.manual_seed(0)
+    model = build_model("lesion-2.5d", slices=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+    history = []
+    for _ in range(40):
+        loss = sum(model([image, image], [target, target]).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(float(loss.detach()))
+    assert np.mean(history[-5:]) < 0.4 * np.mean(history[:5])
+    model.eval()
+    with torch.no_grad():
+        found = model([image])[0]
+    best = found["boxes"][found["scores"].argmax()].numpy()
+    assert box_iou(best[None], boxes[:1].astype(np.float64))[0, 0] >= 0.5
+
+
+def test_run_folder_files_and_refusal(trained: Path, shared_release: Path) -> None:
+    for name in (
+        "config.yaml",
+        "epoch-001.pt",
+        "epoch-002.pt",
+        "last.pt",
+        "best.pt",
+        "log.jsonl",
+        "curve.png",
+    ):
+        assert (trained / name).is_file(), name
+    records = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all("val_mean_sensitivity_0.5_4" in r and "loss" in r for r in records)
+    state = torch.load(trained / "best.pt", map_location="cpu", weights_only=False)
+    assert {"model", "optimizer", "config", "version", "fingerprint", "epoch"} <= set(state)
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(shared_release, trained, load_config("cpu-small", **TINY), jobs=1)
+
+
+def test_resume_gives_the_same_next_step(shared_release: Path, tmp_path: Path) -> None:
+    config = load_config("cpu-small", **TINY)
+    whole = train(shared_release, tmp_path / "whole", config, jobs=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_epoch_2(name: str, total: int) -> None:
+        if name.startswith("epoch 2"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(shared_release, tmp_path / "cut", config, jobs=1, progress=Progress(phase=stop_at_epoch_2))
+    resumed = train(shared_release, tmp_path / "cut", config, resume=True, jobs=1)
+    assert whole.model is not None and resumed.model is not None
+    for (name, a), b in zip(
+        whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_ddp_gloo_ranks_agree_after_training(shared_release: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    probe = Path(__file__).with_name("ddp_probe.py")
+    command = [sys.executable, str(probe)]
+    args = ["2", str(port), str(shared_release), str(tmp_path / "run"), str(tmp_path)]
+    ranks = [subprocess.Popen([*command, str(rank), *args], cwd=probe.parent.parent) for rank in (0, 1)]
+    assert [p.wait(timeout=600) for p in ranks] == [0, 0]
+    zero = torch.load(tmp_path / "rank-0.pt", weights_only=True)
+    one = torch.load(tmp_path / "rank-1.pt", weights_only=True)
+    fresh = build_model("lesion-2.5d", **load_config("cpu-small").model_options()).state_dict()
+    # the parameters; BatchNorm's running statistics are rank-local between DDP's broadcasts of rank 0's
+    parameters = {
+        n
+        for n, _ in build_model("lesion-2.5d", **load_config("cpu-small").model_options()).named_parameters()
+    }
+    moved = False
+    for name in sorted(parameters):
+        value = zero[name]
+        assert torch.equal(value, one[name]), name
+        moved |= not torch.equal(value, fresh[name])
+    assert moved  # they agree after a step, not because nothing changed
+    assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_predict_evaluate_round_trip_on_ground_truth(shared_release: Path, tmp_path: Path) -> None:
+    """A stand-in model that answers each image's own target boxes: predict's mapping back to original
+    pixels, the CSV and the FROC must give every lesion found at the exact box."""
+    from deeplesion.data import KeySliceDataset
+    from deeplesion.detect.train import detect_stacks
+    from deeplesion.evaluate import evaluate
+    from deeplesion.evaluate.predictions import Predictions, read_predictions_csv, write_predictions
+    from deeplesion.release import open_release
+
+    release = open_release(shared_release)
+    dataset = KeySliceDataset(release, split="test", slices=3, exclude_noisy=False, on_missing="skip")
+    answers: list[Any] = []
+
+    class Oracle(torch.nn.Module):
+        def forward(self, images: list[Any]) -> list[dict[str, Any]]:
+            return [answers.pop(0) for _ in images]
+
+    items = []
+    for index in range(len(dataset)):
+        image, target = dataset[index]
+        answers.append({"boxes": target["boxes"], "scores": torch.linspace(0.9, 0.8, len(target["boxes"]))})
+        items.append((image, dataset.geometry(index).inverse(), dataset.file_names[index]))
+    names, boxes, scores = detect_stacks(Oracle(), iter(items), device=torch.device("cpu"))
+    path = write_predictions(
+        tmp_path / "preds.csv", Predictions(np.array(names), boxes, scores, np.arange(len(names)), "x")
+    )
+    read = read_predictions_csv(path)
+    catalog = load_catalog(shared_release / "DL_info.csv")
+    result = evaluate(catalog, read, split="test").result
+    assert all(v == 1.0 for v in result["sensitivity"].values())
+    truth = sorted((x.file_name, tuple(x.box)) for x in catalog.filter(split="test"))
+    found = sorted((str(n), tuple(b)) for n, b in zip(read.file_name, read.boxes, strict=True))
+    assert [n for n, _ in found] == [n for n, _ in truth]
+    # boxes back in original pixels (the CSV keeps 2 decimals)
+    assert np.allclose([b for _, b in found], [b for _, b in truth], atol=0.006)
+
+
+def test_predict_cli_then_evaluate(trained: Path, shared_release: Path, tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "deeplesion.cli.main"]
+    out = tmp_path / "preds.csv"
+    predicted = subprocess.run(
+        [
+            *base,
+            "predict",
+            "--checkpoint",
+            str(trained / "best.pt"),
+            "--root",
+            str(shared_release),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    document = json.loads(predicted.stdout)
+    catalog = load_catalog(shared_release / "DL_info.csv")
+    assert document["images"] == catalog.filter(split="test").num_key_slices
+    assert document["detections"] <= 100 * document["images"]
+    scored = subprocess.run(
+        [*base, "evaluate", str(out), "--annotations", str(shared_release / "DL_info.csv"), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert set(json.loads(scored.stdout)["sensitivity"]) == {"0.5", "1", "2", "4", "8", "16"}
+    coco = tmp_path / "preds.json"
+    as_coco = subprocess.run(
+        [
+            *base,
+            "predict",
+            "--checkpoint",
+            str(trained / "best.pt"),
+            "--root",
+            str(shared_release),
+            "--out",
+            str(coco),
+            "--format",
+            "coco",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert as_coco.returncode == 0 and isinstance(json.loads(coco.read_text()), list)
+    missing = subprocess.run(
+        [
+            *base,
+            "predict",
+            "--checkpoint",
+            str(tmp_path / "none.pt"),
+            "--root",
+            str(shared_release),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        missing.returncode == 2
+        and "checkpoint not found" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
+
+
+@pytest.mark.parametrize("layout", ["official", "world"])
+def test_detect_on_nifti_matches_predict_on_pngs(
+    trained: Path, shared_release: Path, tmp_path: Path, layout: str
+) -> None:
+    from deeplesion.detect.predict import predict
+    from deeplesion.detect.scan import detect_scan
+    from deeplesion.evaluate.predictions import read_predictions_csv
+    from deeplesion.nifti import export_nifti
+
+    catalog = load_catalog(shared_release / "DL_info.csv")
+    lesion = next(x for x in catalog.filter(split="test") if x.slice_range[1] - x.slice_range[0] >= 4)
+    export_nifti(shared_release, catalog, out=tmp_path / "nifti", layout=layout, series=[lesion.folder])  # type: ignore[arg-type]
+    volume = next(
+        p
+        for p in (tmp_path / "nifti").glob(f"{lesion.folder}_*.nii.gz")
+        if int(p.name.split("_")[-1].split("-")[0]) <= lesion.key_slice <= int(p.name.split("-")[-1][:-7])
+    )
+    first = int(volume.name.split("_")[-1].split("-")[0])
+    found = detect_scan(volume, trained / "best.pt", tmp_path / "scan", score_floor=0.001, threshold=2.0)
+    assert found.slices >= 5
+    rows = [line.split(",") for line in (tmp_path / "scan" / "detections.csv").read_text().splitlines()[1:]]
+    on_key = [
+        (np.array([float(v) for v in r[1:5]]), float(r[5]))
+        for r in rows
+        if int(r[0]) == lesion.key_slice - first
+    ]
+    predict(trained / "best.pt", shared_release, tmp_path / "p.csv", split="test")
+    predicted = read_predictions_csv(tmp_path / "p.csv")
+    mine = predicted.file_name == lesion.file_name
+    reference = sorted(
+        zip(predicted.score[mine], map(tuple, predicted.boxes[mine]), strict=True), reverse=True
+    )[:5]
+    assert reference and len(on_key) >= len(reference)
+    # every one of predict's top detections is among detect's, box within 1 px, score within 0.001 (the
+    # NIfTI header keeps the spacing as float32, so the resize factor differs in the last digits)
+    for score, box in reference:
+        assert any(abs(score - s) < 1e-3 and np.abs(np.array(box) - b).max() <= 1.0 for b, s in on_key), (
+            score,
+            box,
+        )
+
+
+def test_detect_refuses_what_it_cannot_use(trained: Path, tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from deeplesion.detect.scan import ScanError, read_scan
+
+    ct = SHARED_DATA / "ct"
+    if not ct.is_dir():
+        pytest.skip(f"{ct} is absent (a fresh clone has no ../shared): the real DICOM files are there")
+    pytest.importorskip("pydicom")
+    with pytest.raises(ScanError, match="2D only"):
+        read_scan(ct / "pydicom" / "CT_small.dcm")
+    with pytest.raises(ScanError, match="2D only"):
+        read_scan(ct / "pydicom-data" / "693_UNCR.dcm")
+    with pytest.raises(ScanError, match="too small"):
+        read_scan(ct / "pydicom" / "dicomdirtests_77654033_CT2")
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "a.dcm").write_bytes((ct / "pydicom-data" / "693_UNCR.dcm").read_bytes())
+    with pytest.raises(ScanError, match="2D only"):
+        read_scan(single)
+    import pydicom
+
+    other = tmp_path / "mr"
+    other.mkdir()
+    for i in range(2):
+        ds = pydicom.dcmread(ct / "pydicom-data" / "693_UNCR.dcm")
+        ds.Modality = "MR"
+        ds.save_as(other / f"{i}.dcm")
+    with pytest.raises(ScanError, match="not CT"):
+        read_scan(other)
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((128, 128), dtype=np.int16), np.eye(4)), flat)
+    with pytest.raises(ScanError, match="2D only"):
+        read_scan(flat)
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti file")
+    with pytest.raises(ScanError, match="not a readable NIfTI"):
+        read_scan(broken)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deeplesion.cli.main",
+            "detect",
+            str(ct / "pydicom" / "CT_small.dcm"),
+            "--checkpoint",
+            str(trained / "best.pt"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 1 and "2D only" in cli.stderr and "Traceback" not in cli.stderr
