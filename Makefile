@@ -23,10 +23,16 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 # The tests of deeplesion.data need torch: the pinned wheels lie on local disk (no multi-GB download).
 $(DEV_STAMP): pyproject.toml constraints-torch.txt | $(BIN)/python
 	$(PIP) install --quiet -c constraints-torch.txt -e ".[dev,torch]"
-	touch $(CORE_STAMP) $@
+	touch $(CORE_STAMP) $(TORCH_STAMP) $@
 
-# The outputs (synthetic release, NIfTI, COCO, report.html, plots) stay in ./demo-out to look at.
-demo: $(CORE_STAMP)
+# The demo's detector stage needs torch (the pinned local wheels, as for the tests).
+TORCH_STAMP := $(VENV)/.installed-torch
+$(TORCH_STAMP): pyproject.toml constraints-torch.txt $(CORE_STAMP)
+	$(PIP) install --quiet -c constraints-torch.txt -e ".[torch]"
+	touch $@
+
+# The outputs (synthetic release, NIfTI, COCO, report.html, plots, a detector run) stay in ./demo-out.
+demo: $(TORCH_STAMP)
 	$(BIN)/deeplesion demo --out demo-out
 
 lint: $(DEV_STAMP)

@@ -109,7 +109,7 @@ def test_one_batch_overfits_and_finds_its_lesion(shared_release: Path) -> None:
 
     catalog = load_catalog(shared_release / "DL_info.csv")
     lesion = next(x for x in catalog.filter(split="train") if 10 < x.long_diameter_mm < 40)
-    stack = prepare_stack(str(shared_release), lesion.file_name, 0, 3, 2.0)
+    stack = prepare_stack(str(shared_release), lesion.file_name, 0, 3, 2.0, (-1024.0, 3071.0))
     assert not isinstance(stack, str)
     crop, boxes = random_crop(stack, 128, True, 1.0, np.random.default_rng(0))
     image = torch.from_numpy(crop)
@@ -408,3 +408,36 @@ def test_detect_refuses_what_it_cannot_use(trained: Path, tmp_path: Path) -> Non
         text=True,
     )
     assert cli.returncode == 1 and "2D only" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def test_local_backbone_weights_load(tmp_path: Path) -> None:
+    import torchvision
+
+    from deeplesion.detect.model import load_backbone_weights
+
+    reference = torchvision.models.resnet18(weights=None)  # a stand-in for a user's ImageNet file
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model("lesion-2.5d", backbone="resnet18", slices=3)
+    assert load_backbone_weights(model, path) == []  # every trunk parameter came from the file
+    assert torch.equal(model.backbone.trunk.stem[0].weight, reference.conv1.weight)
+    assert torch.equal(model.backbone.trunk.stages[3][1].conv2.weight, reference.layer4[1].conv2.weight)
+    with pytest.raises(UsageError, match="no key fits"):
+        torch.save({"something": torch.zeros(1)}, tmp_path / "other.pth")
+        load_backbone_weights(model, tmp_path / "other.pth")
+    with pytest.raises(UsageError, match="cannot read"):
+        load_backbone_weights(model, tmp_path / "missing.pth")
+
+
+def test_detect_on_a_png_folder(trained: Path, shared_release: Path, tmp_path: Path) -> None:
+    from deeplesion.detect.scan import detect_scan, read_scan
+
+    catalog = load_catalog(shared_release / "DL_info.csv")
+    lesion = next(x for x in catalog.filter(split="test") if x.slice_range[1] - x.slice_range[0] >= 4)
+    folder = shared_release / "Images_png" / lesion.folder
+    scan = read_scan(folder)
+    assert scan.kind == "png" and scan.spacing == tuple(float(v) for v in lesion.spacing)
+    summary = detect_scan(folder, trained / "best.pt", tmp_path / "out", threshold=0.0, score_floor=0.5)
+    assert summary.slices == scan.hu.shape[0] and len(summary.overlays) == summary.detections
+    header = (tmp_path / "out" / "detections.csv").read_text().splitlines()[0]
+    assert header == "slice_index,x1,y1,x2,y2,score,long_mm,short_mm"

@@ -42,6 +42,7 @@ class TrainConfig:
     backbone_weights: str | None = None
     slices: int = 3
     slice_interval_mm: float = 2.0
+    window: list[float] = field(default_factory=lambda: [-1024.0, 3071.0])
     out_stride: int = 8
     fpn_channels: int = 64
     anchor_sizes: list[int] = field(default_factory=lambda: [12, 20, 32, 56, 96])
@@ -81,6 +82,13 @@ class TrainConfig:
         options["anchor_sizes"] = tuple(self.anchor_sizes)
         return options
 
+    def pipeline(self) -> Any:
+        """The preprocessing: the reference pipeline (body crop, window to 0-255, 0.8 mm/px, at most
+        512 px) with this config's window."""
+        from deeplesion.transforms import pipeline
+
+        return pipeline(window=(float(self.window[0]), float(self.window[1])), name=f"window {self.window}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -95,6 +103,8 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "lr"):
             if not getattr(self, name) > 0:
                 raise UsageError(f"config: {name} must be positive, got {getattr(self, name)}")
+        if len(self.window) != 2 or not self.window[0] < self.window[1]:
+            raise UsageError(f"config: window must be [low, high] HU with low < high, got {self.window}")
         if not 0 <= self.positive_fraction <= 1:
             raise UsageError(f"config: positive_fraction must be in [0, 1], got {self.positive_fraction}")
         return self

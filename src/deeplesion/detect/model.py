@@ -310,10 +310,9 @@ def load_backbone_weights(model: FasterRCNN, path: str | Path) -> list[str]:
         if key.startswith("layer"):
             key = f"stages.{int(key[5]) - 1}{key[6:]}"
         renamed[key] = value
-    result = trunk.load_state_dict(renamed, strict=False)
-    used = set(trunk.state_dict()) - set(result.missing_keys)
-    if not used:
+    if not set(renamed) & set(trunk.state_dict()):
         raise UsageError(
             f"{file}: no key fits the {type(trunk).__name__} backbone (a torchvision ResNet state dict?)"
         )
+    result = trunk.load_state_dict(renamed, strict=False)
     return list(result.missing_keys)

@@ -60,7 +60,14 @@ def load_detector(
     if score_floor is not None:
         config.score_floor = score_floor
     model = build_model(config.model, **config.model_options())
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise UsageError(
+            f"{path}: its weights do not fit this version's {config.model} model (written by deeplesion "
+            f"{state.get('version', '?')}; {first[:200]})"
+        ) from None
     model.to(device or torch.device("cpu"))
     model.eval()
     return model, config
@@ -115,6 +122,7 @@ def predict(
         split=split,
         slices=config.slices,
         interval_mm=config.slice_interval_mm,
+        transform=config.pipeline(),
         exclude_noisy=False,
         on_missing="skip",
     )

@@ -1,7 +1,7 @@
 """What the detector trains and validates on: preprocessed stacks, lesion-centred crops, whole slices.
 
 Training stacks are prepared once per run (in worker processes) and held in memory as float16: the
-reference preprocessing (body crop, ``model`` window to 0-255, 0.8 mm/px, long side at most 512 px) of
+reference preprocessing (body crop, the config's window to 0-255, 0.8 mm/px, long side at most 512 px) of
 each training key slice's stack and, with ``key_shift_fraction``, of the stacks centred one slice above
 and below it where every lesion of the slice still reaches that far (MULAN's key-slice shift within the
 lesion's extent; the key slice's boxes are used there). Each training step then draws, per image, a crop
@@ -25,7 +25,7 @@ import numpy.typing as npt
 from deeplesion import boxes as box_convention
 from deeplesion.catalog import Lesion
 from deeplesion.errors import ImageError
-from deeplesion.transforms import REFERENCE
+from deeplesion.transforms import pipeline
 
 
 @dataclass
@@ -57,7 +57,9 @@ def _open(root: str):  # type: ignore[no-untyped-def]
     return open_release(root)
 
 
-def prepare_stack(root: str, file_name: str, shift: int, slices: int, interval_mm: float) -> Stack | str:
+def prepare_stack(
+    root: str, file_name: str, shift: int, slices: int, interval_mm: float, window: tuple[float, float]
+) -> Stack | str:
     """The preprocessed stack of a key slice, centred ``shift`` slices away (a worker's task), or the
     message of the :class:`~deeplesion.errors.ImageError` that spoils it (a broken slice skips one stack,
     not the run)."""
@@ -65,7 +67,9 @@ def prepare_stack(root: str, file_name: str, shift: int, slices: int, interval_m
     lesion = release.catalog.lesions_on(file_name)[0]
     centred = dataclasses.replace(lesion, key_slice=lesion.key_slice + shift) if shift else lesion
     try:
-        sample = release.sample(centred, slices=slices, interval_mm=interval_mm, pipeline=REFERENCE)
+        sample = release.sample(
+            centred, slices=slices, interval_mm=interval_mm, pipeline=pipeline(window=window)
+        )
     except ImageError as exc:
         return str(exc)
     height, width = sample.image.shape[1:]
@@ -103,9 +107,9 @@ def random_crop(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """A ``size`` x ``size`` crop of ``stack`` after resizing by ``scale``.
 
-    Positive crops hold one lesion chosen at random (its box placed at a random position inside the crop
-    when it fits); the others are placed anywhere. Boxes are clipped to the crop and kept when at least
-    half of their area remains.
+    Positive crops hold one lesion chosen at random, placed at a random position inside the crop (a
+    lesion larger than 85% of the crop is scaled down to that first); the others are placed anywhere.
+    Boxes are clipped to the crop and kept when at least half of their area remains.
 
     Returns
     -------
@@ -114,13 +118,17 @@ def random_crop(
     """
     image = stack.image.astype(np.float32)
     boxes = stack.boxes.astype(np.float64)
+    chosen = int(rng.integers(len(boxes))) if positive and len(boxes) else None
+    if chosen is not None:  # a lesion larger than the crop is scaled down until it fits (with a margin)
+        x1, y1, x2, y2 = boxes[chosen]
+        scale = min(scale, 0.85 * size / max(x2 - x1, y2 - y1, 1.0))
     if abs(scale - 1.0) > 1e-3:
         channels = [cv2.resize(c, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) for c in image]
         image = np.stack(channels)
         boxes = boxes * scale
     _, height, width = image.shape
-    if positive and len(boxes):
-        x1, y1, x2, y2 = boxes[int(rng.integers(len(boxes)))]
+    if chosen is not None:
+        x1, y1, x2, y2 = boxes[chosen]
         low_x, high_x = x2 - size, x1  # crop origins that keep the box inside
         low_y, high_y = y2 - size, y1
         x0 = rng.uniform(min(low_x, high_x), max(low_x, high_x))

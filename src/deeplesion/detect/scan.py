@@ -214,16 +214,22 @@ def _is_dicom(path: Path) -> bool:
 
 
 def volume_sample(
-    scan: Scan, index: int, *, slices: int, interval_mm: float
+    scan: Scan,
+    index: int,
+    *,
+    slices: int,
+    interval_mm: float,
+    window: tuple[float, float] = (-1024.0, 3071.0),
 ) -> tuple[npt.NDArray[np.float32], Any]:
     """The model input for slice ``index`` (0-based): the 2.5D stack at the scan's spacing, through the
     reference preprocessing (body crop, ``model`` window, 0.8 mm/px). Returns the (S, H', W') image and
     the transform from the slice's pixels to the image's."""
     from deeplesion.context import build_stack, plan_context
     from deeplesion.geometry import crop_transform
-    from deeplesion.transforms import REFERENCE, Pipeline, Record, split_fusable
+    from deeplesion.transforms import Pipeline, Record, pipeline, split_fusable
 
-    body, windowing, rest = split_fusable(REFERENCE.steps)
+    chosen = pipeline(window=window)
+    body, windowing, rest = split_fusable(chosen.steps)
     key_hu = scan.hu[index]
     box = body.box(key_hu) if body is not None else (0, 0, key_hu.shape[1], key_hu.shape[0])
     gain, offset, top = windowing.gain_offset() if windowing is not None else (1.0, 0.0, 0.0)
@@ -243,7 +249,7 @@ def volume_sample(
     record = Record(
         image, scan.spacing[0], crop_transform(box), key_hu=key_hu, windowed=windowing is not None
     )
-    record = Pipeline(REFERENCE.name, rest)(record, np.random.default_rng(0))
+    record = Pipeline(chosen.name, rest)(record, np.random.default_rng(0))
     return record.image, record.transform
 
 

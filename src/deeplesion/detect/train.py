@@ -135,8 +135,10 @@ def prepare_training_stacks(
     if not groups:
         raise UsageError(f"{release.root}: none of the training key slices is on disk")
     tasks = stack_tasks(groups, config.key_shift_fraction, lambda f, n: release.path(f, n).is_file())
+    window = (float(config.window[0]), float(config.window[1]))
     calls = [
-        (str(release.root), name, shift, config.slices, config.slice_interval_mm) for name, shift in tasks
+        (str(release.root), name, shift, config.slices, config.slice_interval_mm, window)
+        for name, shift in tasks
     ]
     progress.phase("preparing training stacks", len(calls))
     stacks = []
@@ -526,6 +528,7 @@ def plot_curve(history: list[dict[str, Any]], path: Path) -> Path:
             label=f"selected (epoch {chosen['epoch']})",
         )
     right.set_ylim(0, 1)
+    left.set_xlim(0.5, max(epochs, default=1) + 0.5)
     right.set_ylabel("sensitivity")
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     labels = left.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
