@@ -318,9 +318,9 @@ def _evaluate_stage(ctx: DemoContext) -> None:
     needs=("synth",),
 )
 def _detector_stage(ctx: DemoContext) -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
         ctx.say(
             "skipped: the detector needs the torch extra (pip install 'deeplesion[torch]'; make demo has it)"
         )

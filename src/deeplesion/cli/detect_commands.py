@@ -37,14 +37,13 @@ TRAIN_EPILOG = (
 
 
 def _torch_needed() -> None:
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
         raise UsageError(
             "the detector needs torch and torchvision: pip install 'deeplesion[torch]' "
             "(make test installs them)"
-        ) from None
+        )
 
 
 def _rich_progress(enabled: bool | None) -> tuple[Any, Any]:
