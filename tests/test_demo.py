@@ -32,3 +32,20 @@ def test_each_stage_runs_alone(name: str, demo_dir: Path) -> None:
     assert f"-- {name} done in" in text
     for need in next(s for s in STAGES if s.name == name).needs:
         assert f"-- {need} done in" in text  # what it needs ran first (a reused release counts too)
+
+
+def test_an_older_generators_release_is_not_reused(tmp_path: Path) -> None:
+    import json
+
+    from deeplesion.demo import DEMO_PATIENTS, reusable_release
+    from deeplesion.synth.release import GENERATOR_VERSION
+
+    manifest = tmp_path / "synth-manifest.json"
+    assert not reusable_release(manifest)  # absent: an interrupted or missing release
+    fields = {"patients": DEMO_PATIENTS, "seed": 0, "generator": "deeplesion synth"}
+    manifest.write_text(json.dumps(fields))  # v0.1's manifest had no generator_version
+    assert not reusable_release(manifest)
+    manifest.write_text(json.dumps({**fields, "generator_version": GENERATOR_VERSION}))
+    assert reusable_release(manifest)
+    manifest.write_text(json.dumps({**fields, "generator_version": GENERATOR_VERSION, "patients": 7}))
+    assert not reusable_release(manifest)

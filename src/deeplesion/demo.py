@@ -93,20 +93,33 @@ def _catalog_stage(ctx: DemoContext) -> None:
 DEMO_PATIENTS = 6
 
 
+def reusable_release(manifest_path: Path) -> bool:
+    """Whether the synthetic release of ``manifest_path`` is complete (the manifest is written last) and
+    is what this version would generate: the demo's size and seed, and this generator's version."""
+    import json
+
+    from deeplesion.synth.release import GENERATOR_VERSION
+
+    if not manifest_path.is_file():
+        return False
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    wanted = (DEMO_PATIENTS, 0, GENERATOR_VERSION)
+    return (manifest.get("patients"), manifest.get("seed"), manifest.get("generator_version")) == wanted
+
+
 @stage("synth", "A synthetic release in the official layout (with the zips and planted quirks)")
 def _synth_stage(ctx: DemoContext) -> None:
-    import json
 
     from deeplesion.synth import make_synthetic_release
 
     out = ctx.workdir / "synthetic-release"
     ctx.state["release"] = out
     manifest_path = out / "synth-manifest.json"
-    if manifest_path.is_file():  # a complete release (the manifest is written last) from an earlier run
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if (manifest.get("patients"), manifest.get("seed")) == (DEMO_PATIENTS, 0):
-            ctx.say(f"reusing the synthetic release in {out} (delete it to generate it again)")
-            return
+    if reusable_release(manifest_path):
+        ctx.say(f"reusing the synthetic release in {out} (delete it to generate it again)")
+        return
+    if manifest_path.is_file():
+        ctx.say(f"the synthetic release in {out} is another generator's or another size: generating it again")
     result = make_synthetic_release(out, patients=DEMO_PATIENTS, seed=0, zips=True, quirks=True, force=True)
     ctx.say(
         f"wrote {out}: {result.patients} patients, {result.lesions} lesions on {result.key_slices} key "

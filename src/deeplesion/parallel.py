@@ -52,11 +52,13 @@ def configure_worker() -> None:
 
 
 def _start_pool_worker() -> None:
-    configure_worker()
     # A terminal's Ctrl-C reaches the whole process group; the parent, not each worker, decides how to
     # stop (it ends its workers itself), so workers print no KeyboardInterrupt tracebacks of their own.
+    # First thing: configure_worker imports OpenCV and numpy (a tenth of a second), and a Ctrl-C during
+    # that import would otherwise print a worker's traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
+    configure_worker()
 
 
 def _stop_worker(signum: int, frame: object) -> None:

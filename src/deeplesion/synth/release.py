@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
+GENERATOR_VERSION = 2
+"""The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
+options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions).
+A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
 INTERVALS_MM = (5.0, 1.0, 2.0, 2.5)
@@ -472,6 +476,7 @@ def make_synthetic_release(
         archive_names = _write_zips(stage, zip_target_bytes) if zips else []
         manifest = {
             "generator": "deeplesion synth",
+            "generator_version": GENERATOR_VERSION,
             "seed": seed,
             "patients": patients,
             "rows": len(records),
