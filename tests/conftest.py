@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,13 @@ import pytest
 
 from deeplesion.mirror import MirrorServer
 from tests.faulty_mirror import FaultyHandler
+
+# A suite started in the background of a non-interactive shell (`make test &`, nohup, some CI runners)
+# inherits SIGINT as ignored, and so would every CLI process a test starts: the Ctrl-C tests would then
+# test nothing (the child ignores the signal and runs to the end). Python's own handler here makes the
+# children start with the default disposition again (a caught signal is reset on exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
