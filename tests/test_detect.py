@@ -441,3 +441,48 @@ def test_detect_on_a_png_folder(trained: Path, shared_release: Path, tmp_path: P
     assert summary.slices == scan.hu.shape[0] and len(summary.overlays) == summary.detections
     header = (tmp_path / "out" / "detections.csv").read_text().splitlines()[0]
     assert header == "slice_index,x1,y1,x2,y2,score,long_mm,short_mm"
+
+
+def test_a_dicom_series_reads_like_its_pngs(shared_release: Path, tmp_path: Path) -> None:
+    """A DICOM series written from a release folder (files named in shuffled order, so that only the
+    positions can order them) reads back as the same HU volume, head first, with the same spacing."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from deeplesion.detect.scan import read_scan
+
+    catalog = load_catalog(shared_release / "DL_info.csv")
+    lesion = next(x for x in catalog.filter(split="test") if x.slice_range[1] - x.slice_range[0] >= 4)
+    png = read_scan(shared_release / "Images_png" / lesion.folder)
+    series = tmp_path / "dicom"
+    series.mkdir()
+    dx, dy, dz = png.spacing
+    uid = generate_uid()
+    order = np.random.default_rng(0).permutation(png.hu.shape[0])
+    for name, index in enumerate(order):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = (
+            CTImageStorage,
+            meta.MediaStorageSOPInstanceUID,
+            uid,
+        )
+        ds.Modality = "CT"
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, -float(index) * dz]  # LPS: +z is the head, slice 0 on top
+        ds.PixelSpacing = [dy, dx]
+        ds.Rows, ds.Columns = png.hu.shape[1:]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1  # signed
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.PixelData = (png.hu[index].astype(np.int32) + 1024).astype(np.int16).tobytes()
+        ds.save_as(series / f"{name:03d}.dcm", enforce_file_format=True)
+    (series / "README.txt").write_text("not DICOM: skipped")
+    dicom = read_scan(series)
+    assert dicom.kind == "dicom" and np.array_equal(dicom.hu, png.hu)
+    assert np.allclose(dicom.spacing, png.spacing)
