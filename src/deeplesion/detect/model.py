@@ -63,7 +63,24 @@ class _Residual(nn.Module):
         return torch.relu(self.body(x) + self.short(x))
 
 
-class TinyTrunk(nn.Module):
+class _Trunk(nn.Module):
+    """A stem then stages; returns every stage's output (what the fusion and the FPN read)."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+    channels: tuple[int, ...]
+    strides: tuple[int, ...] = (4, 8, 16, 32)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+
+class TinyTrunk(_Trunk):
     """A small residual trunk for CPU training from scratch: stages at strides 4, 8, 16 and 32.
 
     Returns
@@ -73,7 +90,6 @@ class TinyTrunk(nn.Module):
     """
 
     channels = (32, 48, 96, 128)
-    strides = (4, 8, 16, 32)
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,19 +104,9 @@ class TinyTrunk(nn.Module):
             ]
         )
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        out = []
-        for stage in self.stages:
-            x = stage(x)
-            out.append(x)
-        return out
 
-
-class ResNetTrunk(nn.Module):
+class ResNetTrunk(_Trunk):
     """torchvision's ResNet (no weights downloaded) as a trunk: layer1-layer4 at strides 4-32."""
-
-    strides = (4, 8, 16, 32)
 
     def __init__(self, depth: int) -> None:
         super().__init__()
@@ -115,16 +121,8 @@ class ResNetTrunk(nn.Module):
         widths = (64, 128, 256, 512) if depth < 50 else (256, 512, 1024, 2048)
         self.channels = widths
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        out = []
-        for stage in self.stages:
-            x = stage(x)
-            out.append(x)
-        return out
 
-
-def make_trunk(name: str) -> TinyTrunk | ResNetTrunk:
+def make_trunk(name: str) -> _Trunk:
     """``tiny``, ``resnet18``, ``resnet34`` or ``resnet50``."""
     if name == "tiny":
         return TinyTrunk()
@@ -150,7 +148,7 @@ class ContextBackbone(nn.Module):
     Forward: (N, S, H, W) float32 -> (N, out_channels, H / out_stride, W / out_stride).
     """
 
-    def __init__(self, trunk: TinyTrunk | ResNetTrunk, *, slices: int, out_channels: int, out_stride: int):
+    def __init__(self, trunk: _Trunk, *, slices: int, out_channels: int, out_stride: int):
         super().__init__()
         if slices % GROUP:
             raise UsageError(f"the number of slices must be a multiple of {GROUP}, got {slices}")
