@@ -39,7 +39,7 @@ from deeplesion.download.remote_zip import (
     RangeNotSupportedError,
 )
 from deeplesion.download.state import Requested, request_slices, write_requested
-from deeplesion.errors import UsageError
+from deeplesion.errors import ImageError, UsageError
 from deeplesion.inventory import run_inventory
 from deeplesion.mirror import MirrorHandler, MirrorServer, parse_range
 from deeplesion.nifti import export_nifti
@@ -132,6 +132,9 @@ def test_dataset_reads_the_fetched_slices(tmp_path: Path, mirror: MirrorServer) 
     assert image.shape[0] == 9 and len(target["boxes"]) >= 1
     with pytest.raises(Exception, match="not on disk"):
         KeySliceDataset(open_release(root), split="train")
+    unrequested = load_catalog(root / "DL_info.csv").filter(split="train")[0]
+    with pytest.raises(ImageError, match=r"not requested by the partial download.*--only key-slices"):
+        open_release(root).key_slice(unrequested)
     catalog = load_catalog(root / "DL_info.csv")
     # the cache holds the test split's stacks (+-8 mm of the 10 mm fetched), the export only whole runs
     built = build_cache(root, catalog, split="test", context_mm=8)

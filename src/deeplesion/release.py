@@ -262,8 +262,28 @@ class Release:
     def read_slice(
         self, folder: str, slice_number: int, *, image_size: tuple[int, int] | None = None
     ) -> npt.NDArray[np.int16]:
-        """One slice as (H, W) int16 HU (``image_size`` = (width, height) to check)."""
-        return read_slice_hu(self.path(folder, slice_number), expected_size=image_size)
+        """One slice as (H, W) int16 HU (``image_size`` = (width, height) to check).
+
+        Raises
+        ------
+        ImageError
+            Missing or broken; a slice that a partial download did not ask for says so, and how to get it.
+        """
+        path = self.path(folder, slice_number)
+        if not path.exists():
+            from deeplesion.download.state import Requested
+
+            requested = Requested.load(self.root)
+            ranges = requested.slice_ranges(folder)
+            outside_folders = requested.folders is not None and folder not in requested.folders
+            outside_ranges = ranges is not None and not any(a <= slice_number <= b for a, b in ranges)
+            if outside_folders or outside_ranges:
+                raise ImageError(
+                    f"{path}: not on disk, and not requested by the partial download of {self.root}; fetch "
+                    f"it with `deeplesion download --root {self.root} --only key-slices --lesions FILE` "
+                    "(with --context-mm for its neighbours)"
+                )
+        return read_slice_hu(path, expected_size=image_size)
 
     def key_slice(self, which: int | str | Lesion) -> npt.NDArray[np.int16]:
         """The key slice of a lesion as (H, W) int16 HU, checked against its ``Image_size``."""
