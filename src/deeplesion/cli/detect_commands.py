@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,8 +50,6 @@ def _torch_needed() -> None:
 
 def _rich_progress(enabled: bool | None) -> tuple[Any, Any]:
     """A (context manager, deeplesion.detect.train.Progress) pair: bars on a terminal, else nothing."""
-    import contextlib
-
     from deeplesion.detect.train import Progress
 
     if enabled is None:
@@ -81,6 +81,25 @@ def _rich_progress(enabled: bool | None) -> tuple[Any, Any]:
         bars.update(current["task"], advance=n, info=text)
 
     return bars, Progress(phase, advance)
+
+
+@contextlib.contextmanager
+def _log_through(bars: Any) -> Iterator[None]:
+    """While bars are drawn, log lines are printed above them (not through them)."""
+    console = getattr(bars, "console", None)
+    if console is None:
+        yield
+        return
+    from rich.logging import RichHandler
+
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    handler = RichHandler(console=console, show_time=False, show_path=False)
+    root.handlers = [handler]
+    try:
+        yield
+    finally:
+        root.handlers = handlers
 
 
 @handle_errors
@@ -122,7 +141,7 @@ def train(
     if int(os.environ.get("RANK", "0")) == 0:
         logging.getLogger("deeplesion.detect").setLevel(logging.INFO)
     bars, callbacks = _rich_progress(progress)
-    with bars:
+    with bars, _log_through(bars):
         summary = run_training(root, out, resolved, resume=resume, force=force, jobs=jobs, progress=callbacks)
     if int(os.environ.get("RANK", "0")) != 0:
         return

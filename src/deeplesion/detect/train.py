@@ -175,6 +175,7 @@ class _ValidationSet:
             on_missing="skip",
         )
         self.memory: dict[int, tuple[torch.Tensor, Any]] = {}
+        self.skipped = 0
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -193,6 +194,7 @@ class _ValidationSet:
                     inverse = self.dataset.geometry(index).inverse()
                 except ImageError as exc:
                     log.warning("validation: %s; skipped", exc)
+                    self.skipped += 1
                     continue
                 if len(self.dataset) <= self.LIMIT:
                     self.memory[index] = (image.to(torch.float16), inverse)
@@ -451,12 +453,14 @@ def train(
         if dist_info.main and validation is not None:
             val_started = time.monotonic()
             progress.phase("validation", len(validation))
+            validation.skipped = 0
             names, boxes_found, scores = detect_stacks(
                 model,
                 validation.items(),
                 device=dist_info.device,
                 on_batch=lambda n: progress.advance(n, {}),
             )
+            progress.advance(validation.skipped, {})  # unreadable slices count as done on the bar
             result = froc(release.catalog, "val", names, boxes_found, scores)
             record["val_sensitivity"] = result["sensitivity"]
             record[f"val_{HEADLINE}"] = result[HEADLINE]
