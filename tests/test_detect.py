@@ -24,6 +24,13 @@ from deeplesion.detect.train import Progress, train  # noqa: E402
 from deeplesion.errors import OutputExistsError, UsageError  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 
+
+def deeplesion(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The deeplesion command in a fresh interpreter, output captured."""
+    command = [sys.executable, "-m", "deeplesion.cli.main", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
 TINY = {"epochs": 2, "steps_per_epoch": 3, "warmup_iters": 1, "batch_size": 4, "train_crop": 128}
 
 
@@ -57,23 +64,7 @@ def test_presets_and_config_files(tmp_path: Path) -> None:
     override.write_text("epochs: three\n")
     with pytest.raises(UsageError, match="epochs should be int"):
         load_config("cpu-small", override)
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deeplesion.cli.main",
-            "train",
-            "--root",
-            ".",
-            "--out",
-            "x",
-            "--preset",
-            "paper",
-            "--show-config",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    shown = deeplesion("train", "--root", ".", "--out", "x", "--preset", "paper", "--show-config")
     assert shown.returncode == 0 and "backbone: resnet50" in shown.stdout
 
 
@@ -109,7 +100,9 @@ def test_one_batch_overfits_and_finds_its_lesion(shared_release: Path) -> None:
 
     catalog = load_catalog(shared_release / "DL_info.csv")
     lesion = next(x for x in catalog.filter(split="train") if 10 < x.long_diameter_mm < 40)
-    stack = prepare_stack(str(shared_release), lesion.file_name, 0, 3, 2.0, (-1024.0, 3071.0))
+    stack = prepare_stack(
+        str(shared_release), lesion.file_name, 0, 3, 2.0, load_config("cpu-small").pipeline()
+    )
     assert not isinstance(stack, str)
     crop, boxes = random_crop(stack, 128, True, 1.0, np.random.default_rng(0))
     image = torch.from_numpy(crop)
@@ -244,66 +237,22 @@ def test_predict_evaluate_round_trip_on_ground_truth(shared_release: Path, tmp_p
 
 
 def test_predict_cli_then_evaluate(trained: Path, shared_release: Path, tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "deeplesion.cli.main"]
     out = tmp_path / "preds.csv"
-    predicted = subprocess.run(
-        [
-            *base,
-            "predict",
-            "--checkpoint",
-            str(trained / "best.pt"),
-            "--root",
-            str(shared_release),
-            "--out",
-            str(out),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    checkpoint = ("--checkpoint", trained / "best.pt", "--root", shared_release)
+    predicted = deeplesion("predict", *checkpoint, "--out", out, "--json")
     assert predicted.returncode == 0, predicted.stderr
     document = json.loads(predicted.stdout)
     catalog = load_catalog(shared_release / "DL_info.csv")
     assert document["images"] == catalog.filter(split="test").num_key_slices
     assert document["detections"] <= 100 * document["images"]
-    scored = subprocess.run(
-        [*base, "evaluate", str(out), "--annotations", str(shared_release / "DL_info.csv"), "--json"],
-        capture_output=True,
-        text=True,
-    )
+    scored = deeplesion("evaluate", out, "--annotations", shared_release / "DL_info.csv", "--json")
     assert scored.returncode == 0, scored.stderr
     assert set(json.loads(scored.stdout)["sensitivity"]) == {"0.5", "1", "2", "4", "8", "16"}
     coco = tmp_path / "preds.json"
-    as_coco = subprocess.run(
-        [
-            *base,
-            "predict",
-            "--checkpoint",
-            str(trained / "best.pt"),
-            "--root",
-            str(shared_release),
-            "--out",
-            str(coco),
-            "--format",
-            "coco",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    as_coco = deeplesion("predict", *checkpoint, "--out", coco, "--format", "coco")
     assert as_coco.returncode == 0 and isinstance(json.loads(coco.read_text()), list)
-    missing = subprocess.run(
-        [
-            *base,
-            "predict",
-            "--checkpoint",
-            str(tmp_path / "none.pt"),
-            "--root",
-            str(shared_release),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    missing = deeplesion(
+        "predict", "--checkpoint", tmp_path / "none.pt", "--root", shared_release, "--out", out
     )
     assert (
         missing.returncode == 2
@@ -392,20 +341,13 @@ def test_detect_refuses_what_it_cannot_use(trained: Path, tmp_path: Path) -> Non
     broken.write_bytes(b"not a nifti file")
     with pytest.raises(ScanError, match="not a readable NIfTI"):
         read_scan(broken)
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deeplesion.cli.main",
-            "detect",
-            str(ct / "pydicom" / "CT_small.dcm"),
-            "--checkpoint",
-            str(trained / "best.pt"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
+    cli = deeplesion(
+        "detect",
+        ct / "pydicom" / "CT_small.dcm",
+        "--checkpoint",
+        trained / "best.pt",
+        "--out",
+        tmp_path / "o",
     )
     assert cli.returncode == 1 and "2D only" in cli.stderr and "Traceback" not in cli.stderr
 
@@ -486,3 +428,34 @@ def test_a_dicom_series_reads_like_its_pngs(shared_release: Path, tmp_path: Path
     dicom = read_scan(series)
     assert dicom.kind == "dicom" and np.array_equal(dicom.hu, png.hu)
     assert np.allclose(dicom.spacing, png.spacing)
+
+
+def test_training_validation_and_detect_preprocess_alike(shared_release: Path) -> None:
+    """With a window other than the default, the training stacks, the validation inputs and detect's
+    inputs on a scan are the same numbers for the same key slice (each path takes the config's
+    preprocessing; a path that fell back to the default window would differ by far more)."""
+    from deeplesion.detect.samples import prepare_stack
+    from deeplesion.detect.scan import Scan, volume_sample
+    from deeplesion.detect.train import _ValidationSet
+    from deeplesion.release import open_release
+
+    config = load_config("cpu-small", window=[-1100.0, 900.0])
+    release = open_release(shared_release)
+    image, _, name = next(_ValidationSet(release, config, "val").items())
+    stack = prepare_stack(
+        str(shared_release), name, 0, config.slices, config.slice_interval_mm, config.pipeline()
+    )
+    assert not isinstance(stack, str)
+    assert np.abs(stack.image.astype(np.float32) - image.numpy()).max() < 0.2  # float16 storage
+    lesion = release.lesion(name)
+    volume = release.volume(lesion)
+    scan = Scan(volume.data, volume.spacing, "run", "png")
+    index = int(np.flatnonzero(volume.slice_numbers == lesion.key_slice)[0])
+    on_scan, _ = volume_sample(
+        scan,
+        index,
+        slices=config.slices,
+        interval_mm=config.slice_interval_mm,
+        preprocessing=config.pipeline(),
+    )
+    assert np.abs(on_scan - image.numpy()).max() < 1e-3

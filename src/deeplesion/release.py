@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,7 +31,7 @@ from deeplesion.catalog import (
 )
 from deeplesion.context import ContextStack, Mode, build_stack, plan_context
 from deeplesion.errors import ImageError, UsageError
-from deeplesion.geometry import Transform, crop_transform
+from deeplesion.geometry import BoxRule, Transform, crop_transform
 from deeplesion.io import describe_array
 from deeplesion.names import IMAGES_DIR, folder_of, parse_file_name, slice_number_of, slice_path
 from deeplesion.slices import read_slice_hu
@@ -412,40 +413,34 @@ class Release:
         chosen = pipeline or build_pipeline(
             crop_body=crop_body, window=window, scale=scale, target_mm=target_mm, max_size=max_size
         )
-        body, windowing, rest = split_fusable(chosen.steps)
+        body, _, rest = split_fusable(chosen.steps)
         lesion = self.lesion(which)
         cached_box = None
         if self.cache is not None and body == BodyCrop() and not any(isinstance(s, BodyCrop) for s in rest):
             cached_box = self.cache.key_box(lesion.folder, lesion.key_slice)  # the reference crop, cached
-        key: npt.NDArray[np.int16] | None = None
-        if cached_box is not None:
-            box = cached_box
-        else:
-            key = self.key_slice(lesion)
-            box = body.box(key) if body is not None else (0, 0, key.shape[1], key.shape[0])
-        gain, offset, top = windowing.gain_offset() if windowing is not None else (1.0, 0.0, 0.0)
-        stack = self.context(
-            lesion,
-            slices=slices,
-            interval_mm=interval_mm,
-            mode=mode,
-            crop_box=box,
-            preloaded={lesion.key_slice: key} if key is not None else None,
-            gain=gain,
-            offset=offset,
-        )
-        image = np.clip(stack.hu, 0.0, top, out=stack.hu) if windowing is not None else stack.hu
-        transform = crop_transform(box)
-        record = Record(
-            image,
-            lesion.spacing[0],
-            transform,
+        key = None if cached_box is not None else self.key_slice(lesion)
+
+        def make_stack(box: tuple[int, int, int, int], gain: float, offset: float) -> ContextStack:
+            return self.context(
+                lesion,
+                slices=slices,
+                interval_mm=interval_mm,
+                mode=mode,
+                crop_box=box,
+                preloaded={lesion.key_slice: key} if key is not None else None,
+                gain=gain,
+                offset=offset,
+            )
+
+        record = preprocess_stack(
+            chosen,
+            key,
+            make_stack,
+            spacing_mm=lesion.spacing[0],
             rule="reference" if mode == "reference" else "centres",
-            key_hu=key,
-            windowed=windowing is not None,
+            rng=seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed),
+            box=cached_box,
         )
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        record = Pipeline(chosen.name, rest)(record, rng)
         on_slice = self.catalog.lesions_on(lesion.file_name) or [lesion]
         boxes = record.boxes_of([x.box for x in on_slice])
         return Sample(record.image, boxes, record.transform, on_slice)
@@ -481,6 +476,56 @@ class Release:
             )
         planes = [self.read_slice(run.folder, n, image_size=run.image_size) for n in numbers]
         return Volume(np.stack(planes), np.array(numbers, dtype=np.int64), run.spacing, run.folder)
+
+
+def preprocess_stack(
+    chosen: Pipeline,
+    key_hu: npt.NDArray[np.int16] | None,
+    make_stack: Callable[[tuple[int, int, int, int], float, float], ContextStack],
+    *,
+    spacing_mm: float,
+    rng: np.random.Generator,
+    rule: BoxRule = "centres",
+    box: tuple[int, int, int, int] | None = None,
+) -> Record:
+    """Run ``chosen`` on a 2.5D stack, with a leading body crop and window fused into building the stack
+    (cropped before blending, windowed inside the blend: the same numbers, one pass less).
+
+    Parameters
+    ----------
+    chosen
+        The pipeline.
+    key_hu
+        (H, W) int16 the key slice in HU (the body crop reads it); None only when ``box`` is given.
+    make_stack
+        ``make_stack(crop_box, gain, offset)``: the stack of that region, ``gain * HU + offset``
+        (:func:`deeplesion.context.build_stack` or :meth:`Release.context`).
+    spacing_mm
+        The key slice's in-plane pixel size, mm.
+    rng
+        Draws of the pipeline's random steps.
+    rule
+        How resizes move coordinates.
+    box
+        The crop box when already known (a cached reference crop).
+
+    Returns
+    -------
+    Record
+        The (C, H', W') float32 image and the transform from the key slice's pixels.
+    """
+    body, windowing, rest = split_fusable(chosen.steps)
+    if box is None:
+        if key_hu is None:
+            raise ValueError("preprocess_stack needs the key slice or the crop box")
+        box = body.box(key_hu) if body is not None else (0, 0, key_hu.shape[1], key_hu.shape[0])
+    gain, offset, top = windowing.gain_offset() if windowing is not None else (1.0, 0.0, 0.0)
+    stack = make_stack(box, gain, offset)
+    image = np.clip(stack.hu, 0.0, top, out=stack.hu) if windowing is not None else stack.hu
+    record = Record(
+        image, spacing_mm, crop_transform(box), rule=rule, key_hu=key_hu, windowed=windowing is not None
+    )
+    return Pipeline(chosen.name, rest)(record, rng)
 
 
 def open_release(

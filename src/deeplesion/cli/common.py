@@ -50,6 +50,13 @@ JobsOption = Annotated[int, typer.Option(min=1, help="Worker processes.")]
 SchedulerOption = Annotated[str | None, typer.Option(help="Dask scheduler address to run on.")]
 
 
+class PredictionFormat(enum.StrEnum):
+    """A predictions file: the evaluation's CSV (``File_name,x1,y1,x2,y2,score``) or COCO results."""
+
+    CSV = "csv"
+    COCO = "coco"
+
+
 class FrameChoice(enum.StrEnum):
     """Pixel frame of written coordinates: the release's 1-based ``csv`` frame or the 0-based ``project``."""
 

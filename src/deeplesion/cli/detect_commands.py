@@ -13,18 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from deeplesion.cli.common import JsonOption, ProgressOption, handle_errors, print_json
+from deeplesion.cli.common import JsonOption, PredictionFormat, ProgressOption, handle_errors, print_json
 from deeplesion.errors import UsageError
 
 
 class PresetChoice(enum.StrEnum):
     CPU_SMALL = "cpu-small"
     PAPER = "paper"
-
-
-class PredictionFormat(enum.StrEnum):
-    CSV = "csv"
-    COCO = "coco"
 
 
 TRAIN_EPILOG = (

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deeplesion.cli.common import JsonOption, RootOption, handle_errors, print_json
+from deeplesion.cli.common import JsonOption, PredictionFormat, RootOption, handle_errors, print_json
 
 
 class ProtocolChoice(enum.StrEnum):
@@ -20,11 +20,6 @@ class ByChoice(enum.StrEnum):
     SIZE = "size"
     TYPE = "type"
     INTERVAL = "interval"
-
-
-class FormatChoice(enum.StrEnum):
-    CSV = "csv"
-    COCO = "coco"
 
 
 def _levels(text: str) -> tuple[float, ...]:
@@ -68,8 +63,8 @@ def evaluate(
     ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     plot: Annotated[Path | None, typer.Option(help="Write the FROC curve(s) to this PNG.")] = None,
-    input_format: Annotated[FormatChoice, typer.Option("--format", help="Predictions file format.")] = (
-        FormatChoice.CSV
+    input_format: Annotated[PredictionFormat, typer.Option("--format", help="Predictions file format.")] = (
+        PredictionFormat.CSV
     ),
     lenient: Annotated[
         bool, typer.Option("--lenient", help="Skip bad prediction rows with a warning.")
@@ -85,7 +80,7 @@ def evaluate(
 
     annotations_path = annotations if annotations is not None else resolve_root(root) / DEFAULT_FILE_NAME
     catalog = load_catalog(annotations_path)
-    reader = read_predictions_coco if input_format is FormatChoice.COCO else read_predictions_csv
+    reader = read_predictions_coco if input_format is PredictionFormat.COCO else read_predictions_csv
     preds = reader(predictions, lenient=lenient)
     levels = _levels(fp_levels)
     evaluation = run_evaluation(

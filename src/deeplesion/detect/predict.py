@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from deeplesion.detect.config import TrainConfig
 from deeplesion.detect.model import build_model
-from deeplesion.errors import ImageError, UsageError
+from deeplesion.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,11 @@ class PredictSummary:
     detections: int
     skipped: list[str]
     seconds: float
+
+
+def pick_device(device: str | None) -> torch.device:
+    """``device`` (``cpu``, ``cuda``, ``cuda:1`` ...), or the first GPU when there is one, else the CPU."""
+    return torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_detector(
@@ -102,8 +106,7 @@ def predict(
     progress
         ``progress(done, total)`` after each batch.
     """
-    from deeplesion.data import KeySliceDataset
-    from deeplesion.detect.train import detect_stacks
+    from deeplesion.detect.train import detect_stacks, evaluation_dataset, key_slice_items
     from deeplesion.evaluate.predictions import Predictions, write_predictions
     from deeplesion.release import open_release
 
@@ -112,34 +115,15 @@ def predict(
     if max_detections < 1 or not 0 <= score_floor < 1:
         raise UsageError("--max-detections must be at least 1 and --score-floor in [0, 1)")
     started = time.monotonic()
-    chosen = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = pick_device(device)
     model, config = load_detector(
         checkpoint, device=chosen, max_detections=max_detections, score_floor=score_floor
     )
     release = open_release(root)
-    dataset = KeySliceDataset(
-        release,
-        split=split,
-        slices=config.slices,
-        interval_mm=config.slice_interval_mm,
-        transform=config.pipeline(),
-        exclude_noisy=False,
-        on_missing="skip",
-    )
+    dataset = evaluation_dataset(release, config, split, exclude_noisy=False)
     if len(dataset) == 0:
         raise UsageError(f"{release.root}: no key slices of split {split} on disk")
     skipped: list[str] = []
-
-    def items() -> Iterator[tuple[torch.Tensor, Any, str]]:
-        for index in range(len(dataset)):
-            try:
-                image, _ = dataset[index]
-                inverse = dataset.geometry(index).inverse()
-            except ImageError as exc:
-                skipped.append(str(exc))
-                log.warning("%s; no detections for %s", exc, dataset.file_names[index])
-                continue
-            yield image, inverse, dataset.file_names[index]
 
     done = 0
 
@@ -149,7 +133,9 @@ def predict(
         if progress:
             progress(done, len(dataset))
 
-    names, boxes, scores = detect_stacks(model, items(), device=chosen, batch=batch, on_batch=advance)
+    names, boxes, scores = detect_stacks(
+        model, key_slice_items(dataset, skipped), device=chosen, batch=batch, on_batch=advance
+    )
     predictions = Predictions(np.array(names, dtype=str), boxes, scores, np.arange(len(names)) + 2, "predict")
     target = write_predictions(out, predictions, format=output_format)
     return PredictSummary(

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from deeplesion import boxes as box_convention
 from deeplesion.catalog import Lesion
 from deeplesion.errors import ImageError
-from deeplesion.transforms import pipeline
+from deeplesion.transforms import Pipeline
 
 
 @dataclass
@@ -58,7 +58,7 @@ def _open(root: str):  # type: ignore[no-untyped-def]
 
 
 def prepare_stack(
-    root: str, file_name: str, shift: int, slices: int, interval_mm: float, window: tuple[float, float]
+    root: str, file_name: str, shift: int, slices: int, interval_mm: float, preprocessing: Pipeline
 ) -> Stack | str:
     """The preprocessed stack of a key slice, centred ``shift`` slices away (a worker's task), or the
     message of the :class:`~deeplesion.errors.ImageError` that spoils it (a broken slice skips one stack,
@@ -67,9 +67,7 @@ def prepare_stack(
     lesion = release.catalog.lesions_on(file_name)[0]
     centred = dataclasses.replace(lesion, key_slice=lesion.key_slice + shift) if shift else lesion
     try:
-        sample = release.sample(
-            centred, slices=slices, interval_mm=interval_mm, pipeline=pipeline(window=window)
-        )
+        sample = release.sample(centred, slices=slices, interval_mm=interval_mm, pipeline=preprocessing)
     except ImageError as exc:
         return str(exc)
     height, width = sample.image.shape[1:]

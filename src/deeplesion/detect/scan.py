@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deeplesion.errors import DeepLesionError, UsageError
+from deeplesion.transforms import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -214,42 +215,33 @@ def _is_dicom(path: Path) -> bool:
 
 
 def volume_sample(
-    scan: Scan,
-    index: int,
-    *,
-    slices: int,
-    interval_mm: float,
-    window: tuple[float, float] = (-1024.0, 3071.0),
+    scan: Scan, index: int, *, slices: int, interval_mm: float, preprocessing: Pipeline
 ) -> tuple[npt.NDArray[np.float32], Any]:
-    """The model input for slice ``index`` (0-based): the 2.5D stack at the scan's spacing, through the
-    reference preprocessing (body crop, ``model`` window, 0.8 mm/px). Returns the (S, H', W') image and
-    the transform from the slice's pixels to the image's."""
+    """The model input for slice ``index`` (0-based): the 2.5D stack at the scan's spacing, through
+    ``preprocessing`` (the model's: ``TrainConfig.pipeline()``). Returns the (S, H', W') image and the
+    transform from the slice's pixels to the image's."""
     from deeplesion.context import build_stack, plan_context
-    from deeplesion.geometry import crop_transform
-    from deeplesion.transforms import Pipeline, Record, pipeline, split_fusable
+    from deeplesion.release import preprocess_stack
 
-    chosen = pipeline(window=window)
-    body, windowing, rest = split_fusable(chosen.steps)
     key_hu = scan.hu[index]
-    box = body.box(key_hu) if body is not None else (0, 0, key_hu.shape[1], key_hu.shape[0])
-    gain, offset, top = windowing.gain_offset() if windowing is not None else (1.0, 0.0, 0.0)
     plan = plan_context(slices, interval_mm, scan.spacing[2], "correct")
     # slice numbers are 1-based in build_stack's world: number = index + 1
-    stack = build_stack(
-        index + 1,
-        plan,
-        range(1, scan.hu.shape[0] + 1),
-        lambda n: scan.hu[n - 1],
-        crop_box=box,
-        preloaded={index + 1: key_hu},
-        gain=gain,
-        offset=offset,
+    record = preprocess_stack(
+        preprocessing,
+        key_hu,
+        lambda box, gain, offset: build_stack(
+            index + 1,
+            plan,
+            range(1, scan.hu.shape[0] + 1),
+            lambda n: scan.hu[n - 1],
+            crop_box=box,
+            preloaded={index + 1: key_hu},
+            gain=gain,
+            offset=offset,
+        ),
+        spacing_mm=scan.spacing[0],
+        rng=np.random.default_rng(0),
     )
-    image = np.clip(stack.hu, 0.0, top, out=stack.hu) if windowing is not None else stack.hu
-    record = Record(
-        image, scan.spacing[0], crop_transform(box), key_hu=key_hu, windowed=windowing is not None
-    )
-    record = Pipeline(chosen.name, rest)(record, np.random.default_rng(0))
     return record.image, record.transform
 
 
@@ -284,22 +276,27 @@ def detect_scan(
     """
     import torch
 
-    from deeplesion.detect.predict import load_detector
+    from deeplesion.detect.predict import load_detector, pick_device
     from deeplesion.detect.train import detect_stacks
     from deeplesion.io import replacing
 
     started = time.monotonic()
     scan = read_scan(scan_path, annotations)
-    chosen = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = pick_device(device)
     model, config = load_detector(checkpoint, device=chosen, score_floor=score_floor)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     depth = scan.hu.shape[0]
+    preprocessing = config.pipeline()
 
     def items() -> Iterator[tuple[Any, Any, str]]:
         for index in range(depth):
             image, transform = volume_sample(
-                scan, index, slices=config.slices, interval_mm=config.slice_interval_mm
+                scan,
+                index,
+                slices=config.slices,
+                interval_mm=config.slice_interval_mm,
+                preprocessing=preprocessing,
             )
             yield torch.from_numpy(np.ascontiguousarray(image)), transform.inverse(), str(index)
 

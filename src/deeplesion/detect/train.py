@@ -135,9 +135,9 @@ def prepare_training_stacks(
     if not groups:
         raise UsageError(f"{release.root}: none of the training key slices is on disk")
     tasks = stack_tasks(groups, config.key_shift_fraction, lambda f, n: release.path(f, n).is_file())
-    window = (float(config.window[0]), float(config.window[1]))
+    preprocessing = config.pipeline()
     calls = [
-        (str(release.root), name, shift, config.slices, config.slice_interval_mm, window)
+        (str(release.root), name, shift, config.slices, config.slice_interval_mm, preprocessing)
         for name, shift in tasks
     ]
     progress.phase("preparing training stacks", len(calls))
@@ -158,47 +158,68 @@ def prepare_training_stacks(
     return stacks
 
 
+def evaluation_dataset(release: Any, config: TrainConfig, split: str, *, exclude_noisy: bool) -> Any:
+    """The key slices of ``split`` as whole stacks, preprocessed as the model was trained (the config's
+    slices, interval and window): what validation and ``predict`` run the model on."""
+    from deeplesion.data import KeySliceDataset
+
+    return KeySliceDataset(
+        release,
+        split=split,
+        slices=config.slices,
+        interval_mm=config.slice_interval_mm,
+        transform=config.pipeline(),
+        exclude_noisy=exclude_noisy,
+        on_missing="skip",
+    )
+
+
+def key_slice_items(dataset: Any, skipped: list[str]) -> Iterator[tuple[torch.Tensor, Any, str]]:
+    """``(image, inverse transform, file name)`` of every readable item of a ``KeySliceDataset``; an
+    unreadable stack is logged, its message appended to ``skipped``, and left out (its lesions count as
+    missed)."""
+    from deeplesion.errors import ImageError
+
+    for index in range(len(dataset)):
+        try:
+            image, _ = dataset[index]
+            inverse = dataset.geometry(index).inverse()
+        except ImageError as exc:
+            log.warning("%s; no detections for %s", exc, dataset.file_names[index])
+            skipped.append(str(exc))
+            continue
+        yield image, inverse, dataset.file_names[index]
+
+
 class _ValidationSet:
-    """The validation split's key slices as whole preprocessed stacks, kept in memory after the first
-    pass when small enough (2,000 slices), with the inverse transforms back to original pixels."""
+    """The validation split's key slices (noisy rows excluded, as the official FROC), kept in memory as
+    float16 after the first pass when small enough (2,000 slices)."""
 
     LIMIT = 2000
 
     def __init__(self, release: Any, config: TrainConfig, split: str) -> None:
-        from deeplesion.data import KeySliceDataset
-
-        self.dataset = KeySliceDataset(
-            release,
-            split=split,
-            slices=config.slices,
-            interval_mm=config.slice_interval_mm,
-            on_missing="skip",
-        )
-        self.memory: dict[int, tuple[torch.Tensor, Any]] = {}
-        self.skipped = 0
+        self.dataset = evaluation_dataset(release, config, split, exclude_noisy=True)
+        self.memory: list[tuple[torch.Tensor, Any, str]] | None = None
+        self.skipped: list[str] = []
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def items(self) -> Iterator[tuple[torch.Tensor, Any, str]]:
-        """Every readable item; an unreadable stack is skipped with a warning (its lesions count as
-        missed)."""
-        from deeplesion.errors import ImageError
-
-        for index in range(len(self.dataset)):
-            if index in self.memory:
-                image, inverse = self.memory[index]
-            else:
-                try:
-                    image, _ = self.dataset[index]
-                    inverse = self.dataset.geometry(index).inverse()
-                except ImageError as exc:
-                    log.warning("validation: %s; skipped", exc)
-                    self.skipped += 1
-                    continue
-                if len(self.dataset) <= self.LIMIT:
-                    self.memory[index] = (image.to(torch.float16), inverse)
-            yield image.float(), inverse, self.dataset.file_names[index]
+        """Every readable item (see :func:`key_slice_items`)."""
+        if self.memory is not None:
+            for image, inverse, name in self.memory:
+                yield image.float(), inverse, name
+            return
+        keep = len(self.dataset) <= self.LIMIT
+        kept = []
+        self.skipped = []
+        for image, inverse, name in key_slice_items(self.dataset, self.skipped):
+            if keep:
+                kept.append((image.to(torch.float16), inverse, name))
+            yield image, inverse, name
+        if keep:
+            self.memory = kept
 
 
 @torch.no_grad()
@@ -453,14 +474,13 @@ def train(
         if dist_info.main and validation is not None:
             val_started = time.monotonic()
             progress.phase("validation", len(validation))
-            validation.skipped = 0
             names, boxes_found, scores = detect_stacks(
                 model,
                 validation.items(),
                 device=dist_info.device,
                 on_batch=lambda n: progress.advance(n, {}),
             )
-            progress.advance(validation.skipped, {})  # unreadable slices count as done on the bar
+            progress.advance(len(validation.skipped), {})  # unreadable slices count as done on the bar
             result = froc(release.catalog, "val", names, boxes_found, scores)
             record["val_sensitivity"] = result["sensitivity"]
             record[f"val_{HEADLINE}"] = result[HEADLINE]
