@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +66,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
-options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions).
+options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
+3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
@@ -591,7 +593,7 @@ def _write_series(
                 progress(done + count, total)
     rows = []
     for i in series.annotated:
-        lesion = _measure(plan, series, i, rng)
+        lesion = _measure(plan, series, i, rng, seed)
         if lesion is not None:
             age = "NaN" if series.age is None else str(int(series.age))
             rows.append((lesion, age, series.lesion_ids[i]))
@@ -622,7 +624,36 @@ def key_slice_measurement(
     return recist, (x, y, zn)
 
 
-def _measure(plan: PatientPlan, series: SeriesPlan, index: int, rng: np.random.Generator) -> Lesion | None:
+LOCATION_STUDY_SD = (0.017, 0.020, 0.004)
+"""Standard deviation of a study's shift of the normalized location (x, y, z): the body-part regressor
+and the body outline differ between studies. With the two below, fitted to the 426 cross-study Deep
+Lesion Tracker pairs (same lesion, two studies: differences of sd 0.032, 0.037, 0.011; pairs of one
+study pair share a shift of sd 0.024, 0.028, 0.006) and its 27 same-study pairs (two series: sd 0.005,
+0.008, 0.007)."""
+LOCATION_LESION_SD = (0.011, 0.010, 0.004)
+"""Standard deviation of one lesion's own shift per study (the body deforms, the key slice moves)."""
+LOCATION_ROW_SD = (0.0035, 0.0055, 0.0045)
+"""Standard deviation of one row's noise (two series of one study differ by this much, times sqrt 2)."""
+
+
+def _location_noise(
+    seed: int, plan: PatientPlan, series: SeriesPlan, lesion_id: str
+) -> npt.NDArray[np.float64]:
+    """The measurement noise of a row's normalized location: a study shift, the lesion's shift in that
+    study, and the row's own noise. Drawn from generators of their own so that the images and every other
+    column stay as they were."""
+    lesion = zlib.crc32(lesion_id.encode())
+    study = np.random.default_rng([seed, plan.index, series.study, 101]).normal(0.0, LOCATION_STUDY_SD)
+    own = np.random.default_rng([seed, plan.index, series.study, lesion, 102]).normal(0.0, LOCATION_LESION_SD)
+    row = np.random.default_rng([seed, plan.index, series.study, series.series, lesion, 103]).normal(
+        0.0, LOCATION_ROW_SD
+    )
+    return study + own + row
+
+
+def _measure(
+    plan: PatientPlan, series: SeriesPlan, index: int, rng: np.random.Generator, seed: int
+) -> Lesion | None:
     """The DL_info row of one lesion, measured on its mask on the key slice (None if it is too small)."""
     lesion3d = series.lesions[index]
     key = series.key_slices[index]
@@ -639,7 +670,10 @@ def _measure(plan: PatientPlan, series: SeriesPlan, index: int, rng: np.random.G
         round(float(np.linalg.norm(recist[0] - recist[1])), 4),
         round(float(np.linalg.norm(recist[2] - recist[3])), 4),
     )
-    location = tuple(round(v, 6) for v in where)
+    noisy_where = np.clip(
+        np.asarray(where) + _location_noise(seed, plan, series, series.lesion_ids[index]), 0, 1
+    )
+    location = tuple(round(float(v), 6) for v in noisy_where)
     kind = lesion3d.kind
     window = (-1500.0, 500.0) if kind == "lung" else (-175.0, 275.0)
     return Lesion(
