@@ -84,6 +84,11 @@ CODES: dict[str, tuple[Severity, str]] = {
     "cache-stale": (Severity.WARNING, "a cached run's PNGs changed since it was built; the PNGs are read"),
     "cache-partial": (Severity.WARNING, "a cache record is unreadable or its array is missing"),
     "cache-corrupt": (Severity.ERROR, "a cached array's CRC-32 differs from its record"),
+    # following lesions across studies (deeplesion track)
+    "tracking-one-study": (Severity.NOTE, "a patient has a single study: nothing to follow"),
+    "tracking-type-unknown": (Severity.NOTE, "rows without a lesion type: links use position and size only"),
+    "pair-malformed": (Severity.ERROR, "a lesion pair lacks a field or has a value of the wrong form"),
+    "pair-unresolved": (Severity.WARNING, "a lesion pair names a lesion absent from the annotations"),
 }
 
 

@@ -1,0 +1,259 @@
+"""Link the annotated lesions of two scans of one patient: an assignment problem on what the rows hold.
+
+A *scan* is one series of one study (``Patient_index, Study_index, Series_ID``): the unit that has one
+coordinate frame. Two scans of a patient are compared whether they belong to two studies (follow-up) or
+to one study (the same lesion bookmarked on two series, for example a 5 mm and a 1 mm reconstruction).
+
+The cost of linking row ``a`` of scan A to row ``b`` of scan B is
+
+    |loc_a + shift - loc_b|                         normalized body position (x, y, z in [0, 1]), after
+                                                    a patient-level shift between the two scans
+  + size_weight     * |log(1 + long_a) - log(1 + long_b)|        long diameters in mm
+  + type_weight     * [both types known and different]
+  + interval_weight * [slice intervals differ]
+  + millimetre_weight * |mm_a + shift_mm - mm_b|    in-plane position from the image centre and slice
+                                                    position (key slice x interval), mm, after a shift
+
+The shifts are estimated from all lesions of the two scans (a few rounds of: assign, take the median
+displacement of the assigned pairs; the normalized shift is clipped to ``max_shift`` so that one
+mismatched pair cannot drag the frame). The assignment is solved with the Hungarian algorithm
+(``scipy.optimize.linear_sum_assignment``); assigned pairs costing more than ``max_cost`` stay unlinked.
+
+A link's confidence is the smaller of its row and column softmax probabilities over the alternatives,
+with "no link" as one more alternative at ``max_cost``: ``exp(-cost / temperature)`` normalized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from deeplesion.catalog import Catalog
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingParameters:
+    """The weights of the link cost and the link rules (see the module docstring for the formula).
+
+    The defaults (:data:`FITTED`) were fitted on the Deep Lesion Tracker pairs ``valid.json`` by
+    ``benchmarks/fit_tracking.py``, which also reports their patient-grouped cross-validated accuracy.
+    """
+
+    size_weight: float = 0.05
+    """Cost per unit of ``|log(1 + long_a / mm) - log(1 + long_b / mm)|``."""
+    type_weight: float = 0.05
+    """Cost when both rows carry a lesion type and the types differ."""
+    interval_weight: float = 0.02
+    """Cost when the two rows' slice intervals differ (a 5 mm and a 1 mm series)."""
+    millimetre_weight: float = 1 / 600
+    """Cost per mm of the residual distance in scanner millimetres after the mm shift."""
+    max_shift: float = 0.0
+    """Largest patient-level shift of the normalized position between two scans, per axis (0: none)."""
+    max_cost: float = 0.25
+    """Assigned pairs costing more stay unlinked (the lesion is absent from, or not bookmarked in, B)."""
+    temperature: float = 0.04
+    """Softness of the confidence; cost units."""
+    alignment_rounds: int = 3
+    """Assign-then-shift rounds of the alignment."""
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The parameters as a JSON-ready dict."""
+        return asdict(self)
+
+
+FITTED = TrackingParameters()
+"""The parameters the toolkit uses by default: fitted on all 906 pairs of the Deep Lesion Tracker's
+``valid.json`` by ``benchmarks/fit_tracking.py`` (its cross-validated accuracy: ``docs/tracking.md``).
+The fit set the normalized-position shift to 0 (no gain: the location is already relative to the body);
+the millimetre term keeps its own shift, estimated from all lesions of the two scans."""
+
+FITTED_ON_SHA256 = "e57b63906118c719794c6b35de8513fe6659159880c020f34572a9c410da76d9"
+"""SHA-256 of the pairs file :data:`FITTED` was fitted on; scoring that file again is in-sample."""
+
+
+@dataclass(frozen=True, slots=True)
+class LesionFeatures:
+    """What the link cost reads of each row, as arrays of length N (catalog order).
+
+    Attributes
+    ----------
+    patient, study, series
+        (N,) int64 identifiers.
+    location
+        (N, 3) float64 normalized body position (x, y, z), unitless.
+    long_mm, short_mm
+        (N,) float64 RECIST diameters, mm.
+    lesion_type
+        (N,) int64 ``Coarse_lesion_type`` codes, -1 when unknown.
+    interval_mm
+        (N,) float64 slice interval, mm.
+    position_mm
+        (N, 3) float64: the RECIST centre from the image centre (x, y) and key slice x interval (z), mm.
+    """
+
+    patient: npt.NDArray[np.int64]
+    study: npt.NDArray[np.int64]
+    series: npt.NDArray[np.int64]
+    location: npt.NDArray[np.float64]
+    long_mm: npt.NDArray[np.float64]
+    short_mm: npt.NDArray[np.float64]
+    lesion_type: npt.NDArray[np.int64]
+    interval_mm: npt.NDArray[np.float64]
+    position_mm: npt.NDArray[np.float64]
+
+    @classmethod
+    def from_catalog(cls, catalog: Catalog) -> LesionFeatures:
+        """Read the features off a catalog (no copy of the row order)."""
+        spacing = catalog.spacing
+        centre = catalog.recist.mean(axis=1)
+        in_plane = (centre - catalog.image_size / 2.0) * spacing[:, :2]
+        along = catalog.key_slice * spacing[:, 2]
+        return cls(
+            patient=catalog.patient,
+            study=catalog.study,
+            series=catalog.series,
+            location=np.asarray(catalog.location, dtype=np.float64),
+            long_mm=catalog.long_diameter_mm,
+            short_mm=catalog.short_diameter_mm,
+            lesion_type=catalog.lesion_type,
+            interval_mm=spacing[:, 2],
+            position_mm=np.column_stack([in_plane, along]),
+        )
+
+    def scans(self) -> dict[tuple[int, int, int], npt.NDArray[np.int64]]:
+        """(patient, study, series) -> the rows of that scan, in catalog order; keys sorted."""
+        keys = np.column_stack([self.patient, self.study, self.series])
+        order = np.lexsort((np.arange(len(keys)), keys[:, 2], keys[:, 1], keys[:, 0]))
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, np.any(sorted_keys[1:] != sorted_keys[:-1], axis=1)])
+        ends = np.r_[starts[1:], len(order)]
+        return {
+            (int(sorted_keys[s, 0]), int(sorted_keys[s, 1]), int(sorted_keys[s, 2])): order[s:e]
+            for s, e in zip(starts, ends, strict=True)
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One lesion found again: row ``source`` (the earlier scan) is row ``target`` (the later scan).
+
+    ``cost`` is the link cost (unitless, see the module docstring), ``confidence`` in (0, 1].
+    """
+
+    source: int
+    target: int
+    cost: float
+    confidence: float
+
+
+def _distances(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    distances: npt.NDArray[np.float64] = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
+    return distances
+
+
+def _aligned_shift(
+    a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], rounds: int, limit: float | None
+) -> npt.NDArray[np.float64]:
+    """The median displacement b - a of the assigned pairs, re-assigned ``rounds`` times."""
+    shift = np.zeros(a.shape[1])
+    if len(a) < 2 or len(b) < 2 or limit == 0:
+        return shift
+    for _ in range(rounds):
+        rows, cols = linear_sum_assignment(_distances(a + shift, b))
+        shift = np.median(b[cols] - a[rows], axis=0)
+        if limit is not None:
+            shift = np.clip(shift, -limit, limit)
+    return shift
+
+
+def link_cost(
+    features: LesionFeatures,
+    rows_a: npt.NDArray[np.int64],
+    rows_b: npt.NDArray[np.int64],
+    parameters: TrackingParameters = FITTED,
+) -> npt.NDArray[np.float64]:
+    """The cost of linking each row of scan A to each row of scan B.
+
+    Parameters
+    ----------
+    features
+        The catalog's features (:meth:`LesionFeatures.from_catalog`).
+    rows_a, rows_b
+        (na,) and (nb,) int64 catalog positions of the two scans' rows (one patient).
+    parameters
+        The weights.
+
+    Returns
+    -------
+    numpy.ndarray
+        (na, nb) float64 costs, unitless.
+    """
+    p = parameters
+    loc_a, loc_b = features.location[rows_a], features.location[rows_b]
+    shift = _aligned_shift(loc_a, loc_b, p.alignment_rounds, p.max_shift)
+    cost = _distances(loc_a + shift, loc_b)
+    if p.size_weight:
+        size_a, size_b = np.log1p(features.long_mm[rows_a]), np.log1p(features.long_mm[rows_b])
+        cost = cost + p.size_weight * np.abs(size_a[:, None] - size_b[None, :])
+    if p.type_weight:
+        type_a, type_b = features.lesion_type[rows_a][:, None], features.lesion_type[rows_b][None, :]
+        cost = cost + p.type_weight * ((type_a != type_b) & (type_a > 0) & (type_b > 0))
+    if p.interval_weight:
+        interval_a, interval_b = features.interval_mm[rows_a], features.interval_mm[rows_b]
+        cost = cost + p.interval_weight * (interval_a[:, None] != interval_b[None, :])
+    if p.millimetre_weight and len(rows_a) > 1 and len(rows_b) > 1:
+        # the mm frames differ by an unknown offset (table position, slice numbering): estimate it from
+        # the pairs the cost so far assigns
+        mm_a, mm_b = features.position_mm[rows_a], features.position_mm[rows_b]
+        pairs_a, pairs_b = linear_sum_assignment(cost)
+        shift_mm = np.median(mm_b[pairs_b] - mm_a[pairs_a], axis=0)
+        cost = cost + p.millimetre_weight * _distances(mm_a + shift_mm, mm_b)
+    return cost
+
+
+def _confidence(cost: npt.NDArray[np.float64], parameters: TrackingParameters) -> npt.NDArray[np.float64]:
+    """(na, nb) smaller of the row and column softmax over the alternatives and "no link"."""
+    t = parameters.temperature
+    # shift by the smallest cost before exp so that no weight underflows to 0 for every alternative
+    floor = min(float(cost.min()), parameters.max_cost)
+    weight = np.exp(-(cost - floor) / t)
+    none = np.exp(-(parameters.max_cost - floor) / t)
+    by_row = weight / (weight.sum(axis=1, keepdims=True) + none)
+    by_column = weight / (weight.sum(axis=0, keepdims=True) + none)
+    return np.minimum(by_row, by_column)  # type: ignore[no-any-return]
+
+
+def match_scans(
+    features: LesionFeatures,
+    rows_a: npt.NDArray[np.int64],
+    rows_b: npt.NDArray[np.int64],
+    parameters: TrackingParameters = FITTED,
+) -> list[Link]:
+    """Assign the rows of scan A to the rows of scan B, leaving unlikely pairs unlinked.
+
+    Parameters
+    ----------
+    features
+        The catalog's features.
+    rows_a, rows_b
+        (na,) and (nb,) int64 catalog positions; A is the earlier scan (links point from A to B).
+    parameters
+        The weights and rules.
+
+    Returns
+    -------
+    list of Link
+        At most ``min(na, nb)`` links, each row in at most one.
+    """
+    if len(rows_a) == 0 or len(rows_b) == 0:
+        return []
+    cost = link_cost(features, rows_a, rows_b, parameters)
+    confidence = _confidence(cost, parameters)
+    links = []
+    for i, j in zip(*linear_sum_assignment(cost), strict=True):
+        if cost[i, j] <= parameters.max_cost:
+            links.append(Link(int(rows_a[i]), int(rows_b[j]), float(cost[i, j]), float(confidence[i, j])))
+    return links
