@@ -57,6 +57,7 @@ def _register() -> None:
         evaluate_command,
         export_commands,
         synth_command,
+        track_command,
         viz_commands,
     )
 
@@ -68,6 +69,7 @@ def _register() -> None:
     synth_command.register(app)
     evaluate_command.register(app)
     detect_commands.register(app)
+    track_command.register(app)
     demo_command.register(app)
 
 
