@@ -7,6 +7,7 @@ stage alone (``--stage export``) runs what it needs first, so every stage works 
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -96,7 +97,6 @@ DEMO_PATIENTS = 6
 def reusable_release(manifest_path: Path) -> bool:
     """Whether the synthetic release of ``manifest_path`` is complete (the manifest is written last) and
     is what this version would generate: the demo's size and seed, and this generator's version."""
-    import json
 
     from deeplesion.synth.release import GENERATOR_VERSION
 
@@ -193,7 +193,6 @@ def _fetch_slices_stage(ctx: DemoContext) -> None:
     "inventory", "Inventory of the synthetic release's images: every planted quirk is found", needs=("synth",)
 )
 def _inventory_stage(ctx: DemoContext) -> None:
-    import json
     from collections import Counter
 
     from deeplesion.catalog import load_catalog
@@ -218,7 +217,6 @@ def _inventory_stage(ctx: DemoContext) -> None:
     "export", "Export the synthetic release: NIfTI sub-volumes (world layout) and COCO json", needs=("synth",)
 )
 def _export_stage(ctx: DemoContext) -> None:
-    import json
 
     from deeplesion.catalog import load_catalog
     from deeplesion.coco import coco_document
@@ -367,6 +365,41 @@ def _detector_stage(ctx: DemoContext) -> None:
         "  (this shows train -> predict -> evaluate working; 6 patients and 40 s of training are far too "
         "little to find much: the README records the full cpu-small preset on 120 patients, 0.71 at 4 FPs)"
     )
+
+
+@stage(
+    "tracking",
+    "Follow each synthetic lesion across its patient's studies, score against the true identities",
+    needs=("synth",),
+)
+def _tracking_stage(ctx: DemoContext) -> None:
+    from deeplesion.catalog import load_catalog
+    from deeplesion.tracking import identity_pairs, score_pairs, track_lesions
+    from deeplesion.tracking.document import patient_text
+    from deeplesion.tracking.plot import save_timeline
+    from deeplesion.tracking.response import recist_response
+
+    release = ctx.state["release"]
+    catalog = load_catalog(release / "DL_info.csv")
+    result = track_lesions(catalog)
+    ids = json.loads((release / "synth-manifest.json").read_text(encoding="utf-8"))["lesion_ids"]
+    scores = score_pairs(result, identity_pairs(catalog, ids))
+    followed = sum(len(t.measurements) >= 2 for t in result.tracks)
+    ctx.say(
+        f"{len(result.tracks)} lesions, {followed} followed over 2+ studies; against the manifest's "
+        f"identities ({scores['scored']} pairs): links {scores['accuracy']:.3f}, "
+        f"tracks {scores['track_accuracy']:.3f}, nearest-position baseline {scores['baseline_accuracy']:.3f}"
+    )
+    patient = max(
+        result.patients,
+        key=lambda p: (len({m.study for t in result.tracks_of(p) for m in t.measurements}), -p),
+    )
+    response = recist_response(result.tracks_of(patient))
+    ctx.say(patient_text(result, patient, response))
+    plot = save_timeline(
+        ctx.workdir / f"timeline-patient-{patient:06d}.png", result.tracks_of(patient), response
+    )
+    ctx.say(f"timeline: {plot}  (all patients: deeplesion track --root {release} --plot DIR)")
 
 
 @stage("report", "A self-contained HTML report of the synthetic release, and its body map", needs=("synth",))

@@ -13,6 +13,7 @@ The cost of linking row ``a`` of scan A to row ``b`` of scan B is
   + interval_weight * [slice intervals differ]
   + millimetre_weight * |mm_a + shift_mm - mm_b|    in-plane position from the image centre and slice
                                                     position (key slice x interval), mm, after a shift
+                                                    (only when 2+ pairs are plausible without it)
 
 The shifts are estimated from all lesions of the two scans (a few rounds of: assign, take the median
 displacement of the assigned pairs; the normalized shift is clipped to ``max_shift`` so that one
@@ -44,11 +45,11 @@ class TrackingParameters:
 
     size_weight: float = 0.05
     """Cost per unit of ``|log(1 + long_a / mm) - log(1 + long_b / mm)|``."""
-    type_weight: float = 0.05
+    type_weight: float = 0.02
     """Cost when both rows carry a lesion type and the types differ."""
-    interval_weight: float = 0.02
+    interval_weight: float = 0.01
     """Cost when the two rows' slice intervals differ (a 5 mm and a 1 mm series)."""
-    millimetre_weight: float = 1 / 600
+    millimetre_weight: float = 1 / 300
     """Cost per mm of the residual distance in scanner millimetres after the mm shift."""
     max_shift: float = 0.0
     """Largest patient-level shift of the normalized position between two scans, per axis (0: none)."""
@@ -206,11 +207,14 @@ def link_cost(
         cost = cost + p.interval_weight * (interval_a[:, None] != interval_b[None, :])
     if p.millimetre_weight and len(rows_a) > 1 and len(rows_b) > 1:
         # the mm frames differ by an unknown offset (table position, slice numbering): estimate it from
-        # the pairs the cost so far assigns
+        # the pairs the cost so far assigns and would link; a lesion bookmarked in one scan only is
+        # assigned to some other lesion, and such pairs must not drag the offset
         mm_a, mm_b = features.position_mm[rows_a], features.position_mm[rows_b]
         pairs_a, pairs_b = linear_sum_assignment(cost)
-        shift_mm = np.median(mm_b[pairs_b] - mm_a[pairs_a], axis=0)
-        cost = cost + p.millimetre_weight * _distances(mm_a + shift_mm, mm_b)
+        plausible = cost[pairs_a, pairs_b] <= p.max_cost
+        if plausible.sum() >= 2:
+            shift_mm = np.median(mm_b[pairs_b[plausible]] - mm_a[pairs_a[plausible]], axis=0)
+            cost = cost + p.millimetre_weight * _distances(mm_a + shift_mm, mm_b)
     return cost
 
 

@@ -27,7 +27,8 @@ def plot_timeline(tracks: list[Track], response: PatientResponse | None) -> Any:
     -------
     matplotlib.figure.Figure
         Two panels: top, one line per track (targets thick and labelled with the axis they are followed
-        on, other lesions thin), diameter in mm against ``Study_index``, coloured by lesion type; bottom,
+        on, other lesions thin), diameter in mm against ``Study_index``, coloured by lesion type (untyped
+        lesions in turn by matplotlib's colour cycle); bottom,
         the target sum per follow-up (over the targets that study measures) with the response letters.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -40,13 +41,16 @@ def plot_timeline(tracks: list[Track], response: PatientResponse | None) -> Any:
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     targets = {t.track: t for t in response.targets} if response else {}
     studies = sorted({m.study for t in tracks for m in t.measurements})
-    for track in tracks:
+    for number, track in enumerate(tracks):
         target = targets.get(track.id)
         axis = target.axis if target else "long"
         xs = [m.study for m in track.measurements]
         ys = [m.short_mm if axis == "short" else m.long_mm for m in track.measurements]
-        kind = LesionType(track.lesion_type).label if track.lesion_type > 0 else "unknown"
-        colour = TYPE_COLOURS[kind] if kind != "pelvis" else "#B8A800"  # the yellow is unreadable on white
+        kind = LesionType(track.lesion_type).label if track.lesion_type > 0 else "untyped"
+        if kind == "untyped":  # training rows have no type: tell the lines apart by matplotlib's cycle
+            colour = f"C{number % 10}"
+        else:  # the body map's type colours; its yellow is unreadable on white
+            colour = TYPE_COLOURS[kind] if kind != "pelvis" else "#B8A800"
         top.plot(
             xs,
             ys,

@@ -108,10 +108,16 @@ class TrackingResult:
         return self._by_row.get(row, [])
 
     _by_row: dict[int, list[Link]] | None = None
+    _by_patient: dict[int, list[Track]] | None = None
 
     def tracks_of(self, patient: int) -> list[Track]:
         """The tracks of one patient, in order of first appearance."""
-        return [t for t in self.tracks if t.patient == patient]
+        if self._by_patient is None:
+            index: dict[int, list[Track]] = {}
+            for track in self.tracks:
+                index.setdefault(track.patient, []).append(track)
+            self._by_patient = index
+        return self._by_patient.get(patient, [])
 
 
 def _build_tracks(
