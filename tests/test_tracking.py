@@ -186,6 +186,7 @@ def test_recist_new_lesion_nodes_missing_targets_and_target_choice() -> None:
         [track(1, LesionType.LIVER, {1: 40.0, 2: 40.0}), track(2, LesionType.LUNG, {2: 5.0})]
     )
     assert new is not None and new.follow_ups[0].response == "PD"
+    assert new.follow_ups[0].sum_response == "SD"  # the sums alone: no change
     assert new.follow_ups[0].new_lesions == ["000001-02"]
     missing = recist_response(
         [track(1, LesionType.LIVER, {1: 40.0, 2: 20.0}), track(2, LesionType.LUNG, {1: 30.0})]

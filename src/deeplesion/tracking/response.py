@@ -24,7 +24,7 @@ response here is what RECIST 1.1 would say *if* the bookmarked lesions were the 
 
 Because a lesion first bookmarked in a later study may have been there before (a radiologist bookmarks
 what matters to that reading), "new lesion" over-calls PD; the JSON names the new tracks so that a reader
-can judge.
+can judge; ``sum_response`` is the verdict of the sums alone.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class StudyResponse:
 
     study: int
     response: str
+    sum_response: str
+    """The verdict of the target sums alone, without the new-lesion rule (NE when no target is measured)."""
     complete: bool
     measured: list[str]
     missing: list[str]
@@ -169,6 +171,7 @@ def recist_response(tracks: list[Track]) -> PatientResponse | None:
                 StudyResponse(
                     study,
                     "PD" if new else "NE",
+                    "NE",
                     False,
                     [],
                     missing,
@@ -192,24 +195,23 @@ def recist_response(tracks: list[Track]) -> PatientResponse | None:
                 earlier.append(sum(s for s in sizes if s is not None))
         nadir = min(earlier)
         complete = not missing
-        if new:
-            response, reason = "PD", f"new lesion(s): {', '.join(new)}"
-        elif current >= nadir * (1 + PD_INCREASE) and current - nadir >= PD_INCREASE_MM:
-            response, reason = (
+        # the verdict of the sums alone first; a new lesion then overrides it with PD
+        if current >= nadir * (1 + PD_INCREASE) and current - nadir >= PD_INCREASE_MM:
+            by_sums, reason = (
                 "PD",
                 f"sum {current:.1f} mm is >= 20% and >= 5 mm above the nadir {nadir:.1f} mm",
             )
         elif complete and all(
             (values[t.track] < NORMAL_NODE_SHORT_MM) if t.nodal else values[t.track] == 0 for t in targets
         ):
-            response, reason = "CR", "all targets gone, nodes below 10 mm short axis"
+            by_sums, reason = "CR", "all targets gone, nodes below 10 mm short axis"
         elif current <= baseline_sum * (1 - PR_DECREASE):
-            response, reason = (
-                "PR",
-                f"sum {current:.1f} mm is >= 30% below the baseline {baseline_sum:.1f} mm",
-            )
+            by_sums, reason = "PR", f"sum {current:.1f} mm is >= 30% below the baseline {baseline_sum:.1f} mm"
         else:
-            response, reason = "SD", "neither 30% below the baseline nor 20% (and 5 mm) above the nadir"
+            by_sums, reason = "SD", "neither 30% below the baseline nor 20% (and 5 mm) above the nadir"
+        response = "PD" if new else by_sums
+        if new:
+            reason = f"new lesion(s): {', '.join(new)} (by the sums alone: {by_sums}, {reason})"
         if missing:
             absent = ", ".join(missing)
             reason += f"; over {len(measured)} of {len(targets)} targets (not bookmarked here: {absent})"
@@ -217,6 +219,7 @@ def recist_response(tracks: list[Track]) -> PatientResponse | None:
             StudyResponse(
                 study,
                 response,
+                by_sums,
                 complete,
                 measured,
                 missing,
