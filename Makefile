@@ -10,7 +10,7 @@ CORE_STAMP := $(VENV)/.installed-core
 DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,11 @@ $(DEV_STAMP): pyproject.toml constraints-torch.txt | $(BIN)/python
 	$(PIP) install --quiet -c constraints-torch.txt -e ".[dev,torch]"
 	touch $(CORE_STAMP) $(TORCH_STAMP) $@
 
-# The demo's detector stage needs torch (the pinned local wheels, as for the tests).
+# The demo's detector stage needs torch (the pinned local wheels, as for the tests), its viewer stage
+# the view extra.
 TORCH_STAMP := $(VENV)/.installed-torch
 $(TORCH_STAMP): pyproject.toml constraints-torch.txt $(CORE_STAMP)
-	$(PIP) install --quiet -c constraints-torch.txt -e ".[torch]"
+	$(PIP) install --quiet -c constraints-torch.txt -e ".[torch,view]"
 	touch $@
 
 # The outputs (synthetic release, NIfTI, COCO, report.html, plots, a detector run) stay in ./demo-out.
@@ -42,7 +43,20 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-unit: $(DEV_STAMP)
+# The viewer's end-to-end test drives Debian's chromium (never a browser that playwright downloads):
+# installed here when absent and running as root, as CI does; otherwise that one test is skipped.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the viewer's browser test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "could not install chromium: the viewer's browser test will be skipped"; \
+	  else \
+	    echo "chromium is absent and this is not root: the viewer's browser test will be skipped"; \
+	  fi; \
+	fi
+
+unit: $(DEV_STAMP) browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit

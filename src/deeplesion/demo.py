@@ -402,6 +402,44 @@ def _tracking_stage(ctx: DemoContext) -> None:
     ctx.say(f"timeline: {plot}  (all patients: deeplesion track --root {release} --plot DIR)")
 
 
+@stage("viewer", "The browser viewer's API answering in-process, and how to open it", needs=("synth",))
+def _viewer_stage(ctx: DemoContext) -> None:
+    import importlib.util
+    import warnings
+
+    release = ctx.state["release"]
+    predictions = ctx.workdir / "detector-test-predictions.csv"
+    command = f"deeplesion view --root {release}" + (
+        f" --predictions {predictions}" if predictions.is_file() else ""
+    )
+    if importlib.util.find_spec("starlette") is None or importlib.util.find_spec("uvicorn") is None:
+        ctx.say(f"skipped: the viewer needs the view extra (pip install 'deeplesion[view]'); then: {command}")
+        return
+    import deeplesion
+    from deeplesion.evaluate.predictions import read_predictions_csv
+    from deeplesion.view.app import create_app
+    from deeplesion.view.service import Viewer
+
+    with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test client; httpx works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from starlette.testclient import TestClient
+
+    loaded = read_predictions_csv(predictions) if predictions.is_file() else None
+    client = TestClient(create_app(Viewer(deeplesion.open(release), loaded)))
+    lesions = client.get("/api/lesions?split=test&limit=1").json()
+    first = lesions["rows"][0]
+    started = time.perf_counter()
+    png = client.get(f"/api/slice/{first['folder']}/{first['key_slice']:03d}.png?window=-175,275")
+    took = time.perf_counter() - started
+    patient = client.get(f"/api/patient/{first['patient']}").json()
+    slice_url = f"/api/slice/{first['folder']}/{first['key_slice']:03d}.png"
+    ctx.say(f"GET /api/lesions?split=test: {lesions['total']} lesions")
+    ctx.say(f"GET {slice_url}: {png.status_code}, {len(png.content) / 1e3:.0f} kB in {took * 1e3:.0f} ms")
+    studies, tracks = len(patient["studies"]), len(patient["tracks"])
+    ctx.say(f"GET /api/patient/{first['patient']}: {studies} studies, {tracks} tracks")
+    ctx.say(f"to browse it: {command}   then open http://127.0.0.1:8765/ (Ctrl-C stops the server)")
+
+
 @stage("report", "A self-contained HTML report of the synthetic release, and its body map", needs=("synth",))
 def _report_stage(ctx: DemoContext) -> None:
     from deeplesion.catalog import load_catalog

@@ -58,6 +58,7 @@ def _register() -> None:
         export_commands,
         synth_command,
         track_command,
+        view_command,
         viz_commands,
     )
 
@@ -70,6 +71,7 @@ def _register() -> None:
     evaluate_command.register(app)
     detect_commands.register(app)
     track_command.register(app)
+    view_command.register(app)
     demo_command.register(app)
 
 

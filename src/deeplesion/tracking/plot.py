@@ -29,7 +29,8 @@ def plot_timeline(tracks: list[Track], response: PatientResponse | None) -> Any:
         Two panels: top, one line per track (targets thick and labelled with the axis they are followed
         on, other lesions thin), diameter in mm against ``Study_index``, coloured by lesion type (untyped
         lesions in turn by matplotlib's colour cycle); bottom,
-        the target sum per follow-up (over the targets that study measures) with the response letters.
+        the change of the target sum from baseline per follow-up (%, over the targets that study
+        bookmarks, at both ends) with the response letters.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -79,11 +80,14 @@ def plot_timeline(tracks: list[Track], response: PatientResponse | None) -> Any:
         top.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     top.grid(alpha=0.3)
     if response is not None and response.targets:
-        baseline_sum = sum(t.baseline_mm for t in response.targets)
-        measured = [f for f in response.follow_ups if f.sum_mm is not None]
+        # the change in % is taken over the same targets at both ends, so a follow-up that bookmarks only
+        # some targets is still compared like with like (its sum alone is not)
+        measured = [f for f in response.follow_ups if f.change_from_baseline_pct is not None]
         xs = [response.baseline_study] + [f.study for f in measured]
-        ys = [baseline_sum] + [f.sum_mm for f in measured if f.sum_mm is not None]
+        ys = [0.0] + [float(f.change_from_baseline_pct or 0.0) for f in measured]
         bottom.plot(xs, ys, marker="s", color="#333333")
+        bottom.axhline(-30, color=RESPONSE_COLOURS["PR"], linestyle="--", linewidth=0.8)
+        bottom.axhline(20, color=RESPONSE_COLOURS["PD"], linestyle="--", linewidth=0.8)
         # the verdicts in one strip above the panel: x in data, y in axes units
         strip = bottom.get_xaxis_transform()
         bottom.text(
@@ -103,13 +107,15 @@ def plot_timeline(tracks: list[Track], response: PatientResponse | None) -> Any:
                 color=RESPONSE_COLOURS[follow_up.response],
                 weight="bold",
             )
-        bottom.set_ylabel("target sum (mm)")
+        bottom.set_ylabel("target sum vs baseline (%)")
         bottom.set_title(
-            "RECIST 1.1 per study (approximation; B baseline, * over the targets bookmarked there)",
+            "RECIST 1.1 per study (approximation; B baseline, * over the targets bookmarked there; "
+            "dashed: -30% PR, +20% PD)",
             fontsize=8,
             pad=14,
         )
-        bottom.set_ylim(0, max(ys) * 1.2)
+        span = max(40.0, *(abs(y) for y in ys))
+        bottom.set_ylim(-span * 1.15, span * 1.15)
     else:
         bottom.text(
             0.5,
