@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("starlette", reason="the viewer's tests need the 'view' extra (starlette, uvicorn)")
 with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test client; httpx works
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 import deeplesion

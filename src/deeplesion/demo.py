@@ -421,7 +421,7 @@ def _viewer_stage(ctx: DemoContext) -> None:
     from deeplesion.view.service import Viewer
 
     with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test client; httpx works
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
     loaded = read_predictions_csv(predictions) if predictions.is_file() else None
