@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from deeplesion.catalog import load_catalog
 from deeplesion.tracking import FITTED, ResolvedPairs, TrackingParameters, resolve_pairs, track_lesions
-from deeplesion.tracking.pairs import pair_answers
+from deeplesion.tracking.pairs import pair_answers, twin_on_other_series
 from machine import machine_header
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/data"
@@ -133,6 +133,13 @@ def main() -> int:
     print(
         "cross-validated accuracy (pooled held-out folds): "
         f"{held_out.mean():.4f} ({held_out.sum()}/{len(held_out)})"
+    )
+    single = ~twin_on_other_series(
+        track_lesions(catalog, patients=scorer.patients), pairs.source, pairs.target
+    )
+    print(
+        f"  on the {single.sum()} pairs whose target lesion has no twin row on another series of its study: "
+        f"{held_out[single].mean():.4f}; on the {(~single).sum()} with one: {held_out[~single].mean():.4f}"
     )
     print(f"in-sample accuracy of the final fit: {right.mean():.4f}")
     print(f"current defaults (FITTED) in-sample: {scorer.correct(FITTED)[0].mean():.4f}")

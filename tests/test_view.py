@@ -307,6 +307,9 @@ def test_end_to_end_in_headless_chromium(live_server: str, tmp_path: Path) -> No
             grey = cv2.imread(str(scrolled), cv2.IMREAD_COLOR)
             expected = int(apply_window(np.array([130], np.int16), (-1500, 500), scale="uint8")[0])
             assert abs(int(np.median(grey[200:, 100:200, 1])) - expected) <= 2  # slice 13 in the lung window
+            page.goto(f"{live_server}/#/lesion/2?slice=12&window=-175,275")  # a deep link to a missing slice
+            page.wait_for_function("document.querySelector('#slice-error').textContent.includes('missing')")
+            assert page.locator("#slice-number").inner_text() == "12"
             page.goto(f"{live_server}/#/patient/1")
             page.wait_for_selector("#studies .study")
             assert page.locator("#studies .study").count() == 2

@@ -290,7 +290,9 @@ def score_pairs(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, Any]:
         the chained tracks instead of the direct link), ``unlinked`` (pairs whose source has no link into
         the target study), ``other_series_answers`` (wrong answers that lie on another series of the
         target study within 0.02 in normalized position and 20% in long diameter of the target: most
-        likely the same lesion bookmarked on both series, of which the pair names one).
+        likely the same lesion bookmarked on both series, of which the pair names one),
+        ``single_series_pairs`` and ``single_series_accuracy`` (the pairs whose target lesion has no such
+        twin, where the pair's answer is unambiguous).
     """
     catalog = result.catalog
     present = (pairs.source >= 0) & (pairs.target >= 0)
@@ -310,16 +312,8 @@ def score_pairs(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, Any]:
     correct = answers["method"] == target
     multi = answers["candidates"] > 1
     wrong = ~correct & (answers["method"] >= 0)
-    answer = answers["method"][wrong]
-    other_series = (
-        (catalog.study[answer] == catalog.study[target[wrong]])
-        & (catalog.series[answer] != catalog.series[target[wrong]])
-        & (
-            np.linalg.norm(result.features.location[answer] - result.features.location[target[wrong]], axis=1)
-            < 0.02
-        )
-        & (np.abs(catalog.long_diameter_mm[answer] / catalog.long_diameter_mm[target[wrong]] - 1) < 0.2)
-    )
+    other_series = _twins(result, answers["method"][wrong], target[wrong])
+    single = ~twin_on_other_series(result, source, target)
 
     def share(values: npt.NDArray[np.bool_]) -> float | None:
         return round(float(values.mean()), 4) if len(values) else None
@@ -337,4 +331,40 @@ def score_pairs(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, Any]:
         "track_accuracy": share(answers["track"] == target),
         "unlinked": int((answers["method"] < 0).sum()),
         "other_series_answers": int(other_series.sum()),
+        "single_series_pairs": int(single.sum()),
+        "single_series_accuracy": share(correct[single]),
     }
+
+
+def _twins(
+    result: TrackingResult, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Whether rows ``a`` and ``b`` are most likely one lesion bookmarked on two series of one study:
+    same study, other series, within 0.02 in normalized position and 20% in long diameter."""
+    c = result.catalog
+    close = np.linalg.norm(result.features.location[a] - result.features.location[b], axis=1) < 0.02
+    similar = np.abs(c.long_diameter_mm[a] / c.long_diameter_mm[b] - 1) < 0.2
+    return (
+        (c.patient[a] == c.patient[b])
+        & (c.study[a] == c.study[b])
+        & (c.series[a] != c.series[b])
+        & close
+        & similar
+    )
+
+
+def twin_on_other_series(
+    result: TrackingResult, source: npt.NDArray[np.int64], target: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """(P,) whether each pair's target lesion also has a row on another series of its study (a *twin*,
+    by :func:`_twins`; the source row excluded). The pair then names one of two rows of one lesion."""
+    c = result.catalog
+    rows_of_study: dict[tuple[int, int], list[int]] = {}
+    for i, (p, s) in enumerate(zip(c.patient.tolist(), c.study.tolist(), strict=True)):
+        rows_of_study.setdefault((p, s), []).append(i)
+    out = np.zeros(len(target), dtype=bool)
+    for k, (s, t) in enumerate(zip(source.tolist(), target.tolist(), strict=True)):
+        others = np.array([r for r in rows_of_study[(int(c.patient[t]), int(c.study[t]))] if r not in (s, t)])
+        if len(others):
+            out[k] = bool(_twins(result, others, np.full(len(others), t)).any())
+    return out
