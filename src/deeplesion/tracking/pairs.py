@@ -344,13 +344,14 @@ def _twins(
     c = result.catalog
     close = np.linalg.norm(result.features.location[a] - result.features.location[b], axis=1) < 0.02
     similar = np.abs(c.long_diameter_mm[a] / c.long_diameter_mm[b] - 1) < 0.2
-    return (
+    same: npt.NDArray[np.bool_] = (
         (c.patient[a] == c.patient[b])
         & (c.study[a] == c.study[b])
         & (c.series[a] != c.series[b])
         & close
         & similar
     )
+    return same
 
 
 def twin_on_other_series(
