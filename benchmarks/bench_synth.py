@@ -1,7 +1,7 @@
 """Benchmark: generate a synthetic release (one process) and report time, slices/s and disk use.
 
-Run: ``.venv/bin/python benchmarks/bench_synth.py [PATIENTS ...]`` (default 20). Output goes to a
-temporary folder that is removed afterwards.
+Run: ``.venv/bin/python benchmarks/bench_synth.py [PATIENTS ...] [--jobs N]`` (default 20 patients, one
+process). Output goes to a temporary folder that is removed afterwards.
 """
 
 from __future__ import annotations
@@ -43,8 +43,14 @@ def per_slice_costs(repeats: int = 50) -> dict[float, tuple[float, float]]:
 
 
 def main() -> None:
-    counts = [int(a) for a in sys.argv[1:]] or [20]
-    print(machine_header())
+    arguments = sys.argv[1:]
+    jobs = 1
+    if "--jobs" in arguments:
+        at = arguments.index("--jobs")
+        jobs = int(arguments[at + 1])
+        del arguments[at : at + 2]
+    counts = [int(a) for a in arguments] or [20]
+    print(machine_header(f"{jobs} process(es)"))
     for thickness, (render_ms, encode_ms) in per_slice_costs().items():
         print(
             f"per 512x512 slice of {thickness:g} mm: render {render_ms:.1f} ms, PNG encode {encode_ms:.1f} ms"
@@ -59,7 +65,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "release"
                 start = time.perf_counter()
-                result = make_synthetic_release(out, patients=patients, seed=0, zips=zips)
+                result = make_synthetic_release(out, patients=patients, seed=0, zips=zips, jobs=jobs)
                 seconds = time.perf_counter() - start
                 images = sum(p.stat().st_size for p in (out / "Images_png").rglob("*.png"))
                 test_rows = len(load_catalog(out / "DL_info.csv").filter(split="test"))

@@ -269,8 +269,8 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
             if p.is_file()
         }
 
-    make_synthetic_release(tmp_path / "a", patients=1, seed=5)
-    make_synthetic_release(tmp_path / "b", patients=1, seed=5)
+    make_synthetic_release(tmp_path / "a", patients=2, seed=5, quirks=True)
+    make_synthetic_release(tmp_path / "b", patients=2, seed=5, quirks=True, jobs=2)  # workers: same files
     make_synthetic_release(tmp_path / "c", patients=1, seed=6)
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
     assert tree(tmp_path / "a")["DL_info.csv"] != tree(tmp_path / "c")["DL_info.csv"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -120,7 +121,15 @@ def _synth_stage(ctx: DemoContext) -> None:
         return
     if manifest_path.is_file():
         ctx.say(f"the synthetic release in {out} is another generator's or another size: generating it again")
-    result = make_synthetic_release(out, patients=DEMO_PATIENTS, seed=0, zips=True, quirks=True, force=True)
+    result = make_synthetic_release(
+        out,
+        patients=DEMO_PATIENTS,
+        seed=0,
+        zips=True,
+        quirks=True,
+        force=True,
+        jobs=min(2, os.cpu_count() or 1),
+    )
     ctx.say(
         f"wrote {out}: {result.patients} patients, {result.lesions} lesions on {result.key_slices} key "
         f"slices, {result.slices} slices, {result.bytes_written / 1e6:.0f} MB, zips {', '.join(result.zips)}"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deeplesion.cli.common import JsonOption, ProgressOption, handle_errors, print_json
+from deeplesion.cli.common import JobsOption, JsonOption, ProgressOption, handle_errors, print_json
 
 
 @handle_errors
@@ -24,6 +24,7 @@ def synth(
         typer.Option("--quirks", help="Plant the release's real oddities; listed in synth-manifest.json."),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")] = False,
+    jobs: JobsOption = 1,
     progress: ProgressOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -33,7 +34,14 @@ def synth(
 
     with progress_bar("rendering slices", progress) as update:
         result = make_synthetic_release(
-            out, patients=patients, seed=seed, zips=zips, quirks=quirks, force=force, progress=update
+            out,
+            patients=patients,
+            seed=seed,
+            zips=zips,
+            quirks=quirks,
+            force=force,
+            progress=update,
+            jobs=jobs,
         )
     summary = {
         "out": str(result.root),

@@ -431,6 +431,7 @@ def make_synthetic_release(
     force: bool = False,
     zip_target_bytes: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    jobs: int = 1,
 ) -> SynthResult:
     """Generate a synthetic release in the official layout.
 
@@ -449,7 +450,11 @@ def make_synthetic_release(
     zip_target_bytes
         Aim for archives of about this size (default: split the images into two or more equal parts).
     progress
-        Called as ``progress(done, total)`` after each slice.
+        Called as ``progress(done, total)`` after each slice (with ``jobs`` > 1: after each series, with
+        the slices done so far).
+    jobs
+        Worker processes rendering series in parallel (``deeplesion.parallel``); every series has its own
+        random generator, so the files are the same for any number of jobs.
 
     Returns
     -------
@@ -463,14 +468,28 @@ def make_synthetic_release(
         ages: list[str] = []
         lesion_ids: list[str] = []
         slices_written = 0
-        for plan in plans:
-            for series in plan.series:
+        tasks = [(plan, series) for plan in plans for series in plan.series]
+        if jobs <= 1:
+            results = []
+            for plan, series in tasks:
                 rows, count = _write_series(stage, plan, series, seed, progress, slices_written, total)
                 slices_written += count
-                for lesion, age, lesion_id in rows:
-                    records.append(lesion)
-                    ages.append(age)
-                    lesion_ids.append(lesion_id)
+                results.append(rows)
+        else:
+            from deeplesion.parallel import map_calls
+
+            results = [[] for _ in tasks]
+            calls = [(k, stage, plan, series, seed) for k, (plan, series) in enumerate(tasks)]
+            for k, rows, count in map_calls(_write_series_task, calls, jobs=jobs):
+                results[k] = rows
+                slices_written += count
+                if progress is not None:
+                    progress(slices_written, total)
+        for rows in results:  # in plan order, whatever order the workers finished in
+            for lesion, age, lesion_id in rows:
+                records.append(lesion)
+                ages.append(age)
+                lesion_ids.append(lesion_id)
         _mark_noisy(records, seed)
         planted = _plant_quirks(stage, plans, records, ages, seed) if quirks else []
         catalog = from_lesions(records, ages=ages)
@@ -565,6 +584,14 @@ def _series_truth(plans: list[PatientPlan]) -> dict[str, dict[str, Any]]:
                 "noise_hu": round(series.look.noise_hu, 2),
             }
     return out
+
+
+def _write_series_task(
+    k: int, root: Path, plan: PatientPlan, series: SeriesPlan, seed: int
+) -> tuple[int, list[tuple[Lesion, str, str]], int]:
+    """:func:`_write_series` in a worker process: the task's position, its rows and its slice count."""
+    rows, count = _write_series(root, plan, series, seed, None, 0, 0)
+    return k, rows, count
 
 
 def _write_series(
