@@ -409,7 +409,8 @@ async function showPatient(number) {
         thumb.href = `#/lesion/${row.line}`;
         const image = document.createElement("img");
         image.src = sliceUrl(row.folder, row.key_slice, row.window);
-        image.alt = row.file_name;
+        image.alt = `${row.file_name}: not on disk`;
+        image.onerror = () => { image.replaceWith(Object.assign(document.createElement("div"), { className: "missing", textContent: "key slice not on disk" })); };
         const box = document.createElement("div");
         box.className = "box";
         const scale = 180 / row.image_size[0];
