@@ -46,10 +46,13 @@ def main() -> int:
         command += ["--annotations", str(annotations)]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
-        line = server.stderr.readline() if server.stderr else ""
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        lines: list[str] = []
+        match = None
+        while match is None and len(lines) < 20 and server.stderr:  # a warning may come first
+            lines.append(server.stderr.readline())
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/", lines[-1])
         if not match:
-            print(f"the server did not start: {line}", file=sys.stderr)
+            print(f"the server did not start: {''.join(lines)}", file=sys.stderr)
             return 1
         port = int(match.group(1))
         time.sleep(1.0)

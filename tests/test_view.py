@@ -205,9 +205,12 @@ def test_the_view_command_serves_and_says_where(release_root: Path) -> None:
     ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
-        line = process.stderr.readline() if process.stderr else ""
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, line
+        lines = []
+        match = None
+        while match is None and len(lines) < 20 and process.stderr:  # a warning may come first
+            lines.append(process.stderr.readline())
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/", lines[-1])
+        assert match, lines
         import httpx
 
         for _ in range(50):  # the socket is bound before the line is printed; uvicorn starts just after
