@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deeplesion.catalog import Lesion, LesionType, Split, dl_info_text, from_lesions, load_catalog
+from deeplesion.catalog import Lesion, LesionType, dl_info_text, from_lesions, load_catalog
 from deeplesion.cli.main import app
-from deeplesion.names import key_file_name
 from deeplesion.tracking import (
     FITTED,
     LesionFeatures,
@@ -26,6 +25,7 @@ from deeplesion.tracking import (
     track_lesions,
 )
 from deeplesion.tracking.response import recist_response, select_targets
+from tests.release_builder import lesion_row
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
 UNION = SHARED / "deeplesion/DL_info/DL_info_union.csv"
@@ -54,27 +54,14 @@ def lesion(
     recist = np.array(
         [[cx - long_mm / 2, cy], [cx + long_mm / 2, cy], [cx, cy - short_mm / 2], [cx, cy + short_mm / 2]]
     )
-    return Lesion(
-        file_name=key_file_name(patient, study, series, key),
-        patient=patient,
-        study=study,
-        series=series,
-        key_slice=key,
+    return dataclasses.replace(
+        lesion_row((patient, study, series), key, key - 5, key + 5, 5.0, size=512),
         recist=recist,
         box=np.concatenate([recist.min(0) - 5, recist.max(0) + 5]),
         diameters_px=(long_mm, short_mm),
         location=location,
         lesion_type=kind,
-        noisy=False,
-        slice_range=(key - 5, key + 5),
         spacing=(1.0, 1.0, 5.0),
-        image_size=(512, 512),
-        window=(-175.0, 275.0),
-        sex="F",
-        age=50.0,
-        split=Split.TEST,
-        row=0,
-        lesion_index=None,
     )
 
 
