@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as json_module
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -120,27 +119,11 @@ def _plots(result: Any, folder: Path, named: bool, progress: bool | None) -> lis
 
 
 def _score(result: Any, path: Path) -> dict[str, Any]:
-    from deeplesion.errors import DeepLesionError
-    from deeplesion.tracking import identity_pairs, resolve_pairs, score_pairs
+    from deeplesion.tracking import load_pairs, score_pairs
     from deeplesion.tracking.matching import FITTED_ON_SHA256
 
     notes = []
-    try:
-        peek = json_module.loads(path.read_bytes())
-    except (json_module.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeepLesionError(f"{path}: not a JSON document ({exc})") from None
-    if isinstance(peek, dict) and "lesion_ids" in peek:
-        import hashlib
-
-        ids = peek["lesion_ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise DeepLesionError(f"{path}: 'lesion_ids' must be a list of strings, one per DL_info.csv row")
-        pairs = identity_pairs(result.catalog, ids)
-        pairs.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        kind = "synthetic lesion identities"
-    else:
-        pairs = resolve_pairs(result.catalog, path)
-        kind = "Deep Lesion Tracker pairs"
+    pairs = load_pairs(result.catalog, path)
     scores = score_pairs(result, pairs)
     if pairs.sha256 == FITTED_ON_SHA256:
         notes.append(
@@ -148,7 +131,7 @@ def _score(result: Any, path: Path) -> dict[str, Any]:
             "patient-grouped cross-validated accuracy"
         )
     return {
-        "pairs_kind": kind,
+        "pairs_kind": pairs.kind,
         **scores,
         "notes": notes,
         "findings": [f.to_dict() for f in pairs.findings],

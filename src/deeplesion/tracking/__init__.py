@@ -17,7 +17,7 @@ from deeplesion.tracking.matching import (
     link_cost,
     match_scans,
 )
-from deeplesion.tracking.pairs import ResolvedPairs, identity_pairs, resolve_pairs, score_pairs
+from deeplesion.tracking.pairs import ResolvedPairs, identity_pairs, load_pairs, resolve_pairs, score_pairs
 from deeplesion.tracking.tracks import Measurement, Track, TrackingResult, track_lesions
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "TrackingResult",
     "identity_pairs",
     "link_cost",
+    "load_pairs",
     "match_scans",
     "resolve_pairs",
     "score_pairs",

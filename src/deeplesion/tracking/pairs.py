@@ -56,6 +56,8 @@ class ResolvedPairs:
         ``pair-malformed`` and ``pair-unresolved`` findings.
     sha256
         SHA-256 of the pairs file (None for pairs built in memory).
+    kind
+        What the pairs are, for a person: Deep Lesion Tracker pairs or synthetic lesion identities.
     """
 
     keys: list[str]
@@ -64,17 +66,11 @@ class ResolvedPairs:
     malformed: int = 0
     findings: list[Finding] = field(default_factory=list)
     sha256: str | None = None
-
-
-def _row_index(catalog: Catalog) -> dict[str, list[int]]:
-    index: dict[str, list[int]] = {}
-    for i, name in enumerate(catalog.file_name.tolist()):
-        index.setdefault(name, []).append(i)
-    return index
+    kind: str = "lesion pairs"
 
 
 def _resolve_end(
-    catalog: Catalog, index: dict[str, list[int]], slice_name: Any, coordinates: Any
+    catalog: Catalog, index: dict[str, npt.NDArray[np.int64]], slice_name: Any, coordinates: Any
 ) -> int | str:
     """The row of one pair end, -1 when absent, or a message saying what is malformed."""
     match = _SLICE.match(slice_name) if isinstance(slice_name, str) else None
@@ -86,10 +82,36 @@ def _resolve_end(
         return f"RECIST coordinate {coordinates!r} is not 8 numbers"
     if not np.all(np.isfinite(points)):
         return f"RECIST coordinate {coordinates!r} has a value that is not finite"
-    for row in index.get(f"{match.group(1)}_{match.group(2)}.png", []):
+    for row in index.get(f"{match.group(1)}_{match.group(2)}.png", ()):
         if np.abs(catalog.recist[row] - points).max() <= MATCH_TOLERANCE_PX:
-            return row
+            return int(row)
     return -1
+
+
+def load_pairs(catalog: Catalog, path: str | Path) -> ResolvedPairs:
+    """Read a pairs file of either kind: a synthetic release's ``synth-manifest.json`` (its
+    ``lesion_ids``, :func:`identity_pairs`) or Deep Lesion Tracker pairs (:func:`resolve_pairs`).
+
+    Raises
+    ------
+    DeepLesionError
+        When the file is not JSON, or is neither kind.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeepLesionError(f"{path}: not a JSON document ({exc})") from None
+    if isinstance(document, dict) and "lesion_ids" in document:
+        ids = document["lesion_ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise DeepLesionError(f"{path}: 'lesion_ids' must be a list of strings, one per DL_info.csv row")
+        pairs = identity_pairs(catalog, ids)
+    else:
+        pairs = _resolve_document(catalog, document, path)
+    pairs.sha256 = hashlib.sha256(data).hexdigest()
+    return pairs
 
 
 def resolve_pairs(catalog: Catalog, path: str | Path) -> ResolvedPairs:
@@ -119,12 +141,19 @@ def resolve_pairs(catalog: Catalog, path: str | Path) -> ResolvedPairs:
         document = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DeepLesionError(f"{path}: not a JSON document ({exc})") from None
+    pairs = _resolve_document(catalog, document, path)
+    pairs.sha256 = hashlib.sha256(data).hexdigest()
+    return pairs
+
+
+def _resolve_document(catalog: Catalog, document: Any, path: Path) -> ResolvedPairs:
+    """:func:`resolve_pairs` on the parsed JSON of ``path`` (named in the messages)."""
     if not isinstance(document, dict):
         raise DeepLesionError(
             f"{path}: expected a JSON object of lesion pairs (name -> pair), as the Deep Lesion Tracker's "
             f"valid.json, not a {type(document).__name__}"
         )
-    index = _row_index(catalog)
+    index = catalog.key_slice_groups()
     keys, sources, targets, findings = [], [], [], []
     malformed = 0
     for key, pair in document.items():
@@ -171,7 +200,7 @@ def resolve_pairs(catalog: Catalog, path: str | Path) -> ResolvedPairs:
         target=np.asarray(targets, dtype=np.int64),
         malformed=malformed,
         findings=findings,
-        sha256=hashlib.sha256(data).hexdigest(),
+        kind="Deep Lesion Tracker pairs",
     )
 
 
@@ -199,7 +228,9 @@ def identity_pairs(catalog: Catalog, lesion_ids: Sequence[str]) -> ResolvedPairs
                     keys.append(f"{lesion_id}: {catalog.file_name[a]} -> {catalog.file_name[b]}")
                     sources.append(a)
                     targets.append(b)
-    return ResolvedPairs(keys, np.asarray(sources, np.int64), np.asarray(targets, np.int64))
+    return ResolvedPairs(
+        keys, np.asarray(sources, np.int64), np.asarray(targets, np.int64), kind="synthetic lesion identities"
+    )
 
 
 def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.NDArray[Any]]:
@@ -214,13 +245,10 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
     """
     catalog = result.catalog
     location = result.features.location
-    study_rows: dict[tuple[int, int], list[int]] = {}
-    for i, (p, s) in enumerate(zip(catalog.patient.tolist(), catalog.study.tolist(), strict=True)):
-        study_rows.setdefault((p, s), []).append(i)
     method, confidence, track, baseline, candidates = [], [], [], [], []
     for s, t in zip(pairs.source.tolist(), pairs.target.tolist(), strict=True):
         key = (int(catalog.patient[t]), int(catalog.study[t]))
-        rows = study_rows[key]
+        rows = result.rows_of_study(t)
         candidates.append(len(rows))
         distance = np.linalg.norm(location[rows] - location[s], axis=1)
         baseline.append(rows[int(np.argmin(distance))])
@@ -359,13 +387,9 @@ def twin_on_other_series(
 ) -> npt.NDArray[np.bool_]:
     """(P,) whether each pair's target lesion also has a row on another series of its study (a *twin*,
     by :func:`_twins`; the source row excluded). The pair then names one of two rows of one lesion."""
-    c = result.catalog
-    rows_of_study: dict[tuple[int, int], list[int]] = {}
-    for i, (p, s) in enumerate(zip(c.patient.tolist(), c.study.tolist(), strict=True)):
-        rows_of_study.setdefault((p, s), []).append(i)
     out = np.zeros(len(target), dtype=bool)
     for k, (s, t) in enumerate(zip(source.tolist(), target.tolist(), strict=True)):
-        others = np.array([r for r in rows_of_study[(int(c.patient[t]), int(c.study[t]))] if r not in (s, t)])
+        others = np.array([r for r in result.rows_of_study(t) if r not in (s, t)])
         if len(others):
             out[k] = bool(_twins(result, others, np.full(len(others), t)).any())
     return out

@@ -119,6 +119,18 @@ class TrackingResult:
             self._by_patient = index
         return self._by_patient.get(patient, [])
 
+    _by_study: dict[tuple[int, int], list[int]] | None = None
+
+    def rows_of_study(self, row: int) -> list[int]:
+        """Every catalog row of the study that ``row`` belongs to (its patient and study), in order."""
+        c = self.catalog
+        if self._by_study is None:
+            index: dict[tuple[int, int], list[int]] = {}
+            for i, key in enumerate(zip(c.patient.tolist(), c.study.tolist(), strict=True)):
+                index.setdefault(key, []).append(i)
+            self._by_study = index
+        return self._by_study[(int(c.patient[row]), int(c.study[row]))]
+
 
 def _build_tracks(
     patient: int,
