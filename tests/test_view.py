@@ -67,6 +67,7 @@ def release_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "000001_01_01_010.png,12,17,48,43,0.9\n"
         "000001_01_01_010.png,150,150,200,200,0.8\n"
         "000001_01_01_010.png,17,22,43,38,0.3\n"
+        "000001_01_01_011.png,15,20,45,40,0.7\n"  # not a key slice: the FROC does not score it
     )
     return root
 
@@ -156,6 +157,8 @@ def test_series_hu_predictions_and_patient(client: TestClient) -> None:
     predictions = client.get("/api/predictions/000001_01_01_010.png").json()["predictions"]
     assert [p["status"] for p in predictions] == ["hit", "fp", "duplicate"]  # best first, FROC counting
     assert client.get("/api/predictions/000002_01_01_020.png").json()["predictions"] == []
+    unscored = client.get("/api/predictions/000001_01_01_011.png").json()["predictions"]
+    assert [p["status"] for p in unscored] == ["unevaluated"]
     patient = client.get("/api/patient/1").json()
     assert [s["study"] for s in patient["studies"]] == [1, 2]
     assert len(patient["tracks"]) == 1 and len(patient["tracks"][0]["measurements"]) == 2  # followed

@@ -89,6 +89,8 @@ class Detections:
     boxes: npt.NDArray[np.float64]
     ignored: int
     outside_split: int
+    source: npt.NDArray[np.int64]
+    """(D,) position of each detection in the ``Predictions`` it came from."""
 
 
 def assign(predictions: Predictions, truth: GroundTruth, *, lenient: bool = False) -> Detections:
@@ -114,13 +116,16 @@ def assign(predictions: Predictions, truth: GroundTruth, *, lenient: bool = Fals
     image = position[evaluated].astype(np.int64)
     boxes = predictions.boxes[evaluated]
     score = predictions.score[evaluated]
+    source = np.flatnonzero(evaluated).astype(np.int64)
     # The tie rule orders equal scores by image, then box; with distinct scores (the usual case) the
     # score alone decides, and one argsort is ten times cheaper than the six-key lexsort.
     order = np.argsort(-score, kind="stable")
     ranked = score[order]
     if (ranked[1:] == ranked[:-1]).any():
         order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], image, -score))
-    return Detections(image[order], boxes[order], int((~evaluated & in_split).sum()), int(outside.sum()))
+    return Detections(
+        image[order], boxes[order], int((~evaluated & in_split).sum()), int(outside.sum()), source[order]
+    )
 
 
 def _result(curve: Curve, levels: Sequence[float], protocol: Protocol) -> dict[str, Any]:

@@ -293,40 +293,49 @@ class Viewer:
 
     # predictions -------------------------------------------------------------------------------------
     def _classify_predictions(self) -> dict[str, list[dict[str, Any]]]:
-        """Each prediction on an annotated key slice: ``hit`` (finds a lesion first, in score order),
-        ``duplicate`` (covers a lesion another detection found first: the FROC counts it as neither) or
-        ``fp`` (covers no lesion), at IoU >= 0.5 as the official evaluation counts them."""
+        """Each prediction as the official evaluation counts it, split by split, with the evaluation's
+        own ground truth (noisy lesions left out), order (score, then the tie rule) and matching at
+        IoU >= 0.5: ``hit`` (finds a lesion first), ``duplicate`` (covers a lesion another detection
+        found first: neither hit nor false positive) or ``fp`` (covers no lesion). Predictions on slices
+        that the evaluation does not score (not a key slice, or only noisy lesions) are ``unevaluated``.
+        Lists are in evaluation order, best first."""
         from deeplesion.evaluate.froc import match
+        from deeplesion.evaluate.run import assign, ground_truth
 
         assert self.predictions is not None
         p = self.predictions
-        c = self.catalog
+        names = np.asarray(p.file_name, dtype=str)
+        status = np.full(len(names), "unevaluated", dtype=object)
+        # a slice's predictions are all evaluated (in their split's evaluation order) or none (by score)
+        rank = np.argsort(np.argsort(-p.score, kind="stable"))
+        for split in sorted({Split(int(v)) for v in self.catalog.split.tolist()}):
+            mask = np.isin(names, self.catalog.filter(split=split).file_name.astype(str))
+            if not mask.any():
+                continue
+            on_split = np.flatnonzero(mask)
+            truth = ground_truth(self.catalog, split)
+            detections = assign(p.take(mask), truth, lenient=True)
+            events = match(
+                detections.image,
+                detections.boxes,
+                truth.lesion_image,
+                truth.lesion_boxes,
+                len(truth.file_names),
+            )
+            found = on_split[detections.source]
+            status[found] = np.where(
+                events.hits > 0, "hit", np.where(events.false_positive, "fp", "duplicate")
+            )
+            rank[found] = np.arange(len(found))
         out: dict[str, list[dict[str, Any]]] = {}
-        key_rows: dict[str, list[int]] = {}
-        for i, name in enumerate(c.file_name.tolist()):
-            key_rows.setdefault(name, []).append(i)
-        by_name: dict[str, list[int]] = {}
-        for j, name in enumerate(p.file_name.tolist()):
-            by_name.setdefault(str(name), []).append(j)
-        for name, js in by_name.items():
-            rows = key_rows.get(name)
-            order = sorted(js, key=lambda j: (-p.score[j], j))
-            boxes = p.boxes[order]
-            if rows:
-                gt = c.box[rows]
-                events = match(
-                    np.zeros(len(order), dtype=np.int64), boxes, np.zeros(len(rows), np.int64), gt, 1
-                )
-                status = [
-                    "hit" if h else ("fp" if f else "duplicate")
-                    for h, f in zip(events.hits, events.false_positive, strict=True)
-                ]
-            else:
-                status = ["unannotated"] * len(order)
-            out[name] = [
-                {"box": np.round(p.boxes[j], 2).tolist(), "score": round(float(p.score[j]), 5), "status": s}
-                for j, s in zip(order, status, strict=True)
-            ]
+        for j in np.argsort(rank, kind="stable"):
+            out.setdefault(str(names[j]), []).append(
+                {
+                    "box": np.round(p.boxes[j], 2).tolist(),
+                    "score": round(float(p.score[j]), 5),
+                    "status": status[j],
+                }
+            )
         return out
 
     def predictions_on(self, file_name: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ const $ = (selector) => document.querySelector(selector);
 // Okabe-Ito colours, as the toolkit's overlays: RECIST long axis, short axis, box; predictions
 const COLOURS = {
   long: "rgb(213,94,0)", short: "rgb(86,180,233)", box: "rgb(0,158,115)",
-  hit: "rgb(0,114,178)", fp: "rgb(204,121,167)", duplicate: "rgb(150,150,150)", unannotated: "rgb(150,150,150)",
+  hit: "rgb(0,114,178)", fp: "rgb(204,121,167)", duplicate: "rgb(150,150,150)", unevaluated: "rgb(150,150,150)",
   caliper: "rgb(240,228,66)",
 };
 const TRACK_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#999999"];
