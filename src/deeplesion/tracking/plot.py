@@ -132,12 +132,15 @@ def plot_timeline(tracks: list[Track], response: PatientResponse | None) -> Any:
     return figure
 
 
+def timeline_png(tracks: list[Track], response: PatientResponse | None) -> bytes:
+    """:func:`plot_timeline` as PNG bytes."""
+    from deeplesion.viz import figure_png
+
+    return figure_png(plot_timeline(tracks, response).axes[0])
+
+
 def save_timeline(path: str | Path, tracks: list[Track], response: PatientResponse | None) -> Path:
     """Write :func:`plot_timeline` to a PNG (atomically)."""
-    import io
-
     from deeplesion.io import atomic_write_bytes
 
-    buffer = io.BytesIO()
-    plot_timeline(tracks, response).savefig(buffer, format="png", bbox_inches="tight")
-    return atomic_write_bytes(Path(path), buffer.getvalue(), force=True)
+    return atomic_write_bytes(Path(path), timeline_png(tracks, response), force=True)

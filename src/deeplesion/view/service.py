@@ -186,17 +186,13 @@ class Viewer:
         sort = query.get("sort") or "line"
         if sort not in SORT_KEYS:
             raise ViewError(400, f"sort: one of {', '.join(SORT_KEYS)}")
-        key = {
-            "line": c.row,
-            "file_name": c.file_name.astype(str),
-            "patient": c.patient,
-            "study": c.study,
-            "type": c.lesion_type,
-            "split": c.split,
-            "long_mm": c.long_diameter_mm,
-            "short_mm": c.short_diameter_mm,
-            "noisy": c.noisy,
-        }[sort][chosen]
+        column = {
+            "line": "row",
+            "type": "lesion_type",
+            "long_mm": "long_diameter_mm",
+            "short_mm": "short_diameter_mm",
+        }
+        key = np.asarray(c.column(column.get(sort, sort)))[chosen]  # only the sorted column, only chosen rows
         order = chosen[np.argsort(key, kind="stable")]
         if query.get("order") == "desc":
             order = order[::-1]
@@ -258,8 +254,8 @@ class Viewer:
         low, high = parse_window(window, (-175.0, 275.0))
         path = self.release.path(folder, number)
         hu = self._hu(folder, number)
-        stat = path.stat()
-        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}-{low:g}-{high:g}"'
+        etag = self.slice_etag(folder, name, window)
+        assert etag is not None  # the slice was just read
         pixels = apply_window(hu, (low, high), scale="uint8")
         ok, encoded = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
         if not ok:
@@ -408,19 +404,15 @@ class Viewer:
 
     def timeline_png(self, text: str) -> bytes:
         """The patient's timeline plot (``deeplesion track --plot``) as PNG bytes."""
-        import io
-
         from deeplesion.tracking import track_lesions
-        from deeplesion.tracking.plot import plot_timeline
+        from deeplesion.tracking.plot import timeline_png
         from deeplesion.tracking.response import recist_response
 
         number = int(_number("patient", text))
         if not np.any(self.catalog.patient == number):
             raise ViewError(404, f"patient {number} has no row in {self.catalog.source or 'the annotations'}")
         tracks = track_lesions(self.catalog, patients=[number]).tracks_of(number)
-        buffer = io.BytesIO()
-        plot_timeline(tracks, recist_response(tracks)).savefig(buffer, format="png", bbox_inches="tight")
-        return buffer.getvalue()
+        return timeline_png(tracks, recist_response(tracks))
 
 
 def _number(name: str, text: str) -> float:
