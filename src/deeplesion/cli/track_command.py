@@ -62,7 +62,12 @@ def track(
         else:
             print(_score_text(document))
         return
-    from deeplesion.tracking.document import patient_responses, patient_text, tracking_document
+    from deeplesion.tracking.document import (
+        patient_responses,
+        patient_text,
+        response_counts,
+        tracking_document,
+    )
 
     plots = _plots(result, plot, patient is not None, progress) if plot is not None else []
     if json:
@@ -76,11 +81,7 @@ def track(
         print(patient_text(result, p, responses[p]))
     tracks = result.tracks
     followed = sum(len(t.measurements) >= 2 for t in tracks)
-    verdicts: dict[str, int] = {}
-    for r in responses.values():
-        for f in r.follow_ups if r else []:
-            verdicts[f.response] = verdicts.get(f.response, 0) + 1
-    shown = ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none"
+    shown = ", ".join(f"{k} {v}" for k, v in response_counts(responses).items()) or "none"
     if patient is None and len(result.patients) > MAX_PATIENTS_IN_TEXT:
         print(
             f"... ({len(result.patients) - MAX_PATIENTS_IN_TEXT} more patients: --patient N to see one, "

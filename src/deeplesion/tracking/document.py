@@ -53,6 +53,12 @@ def _track(result: TrackingResult, track: Track) -> dict[str, Any]:
     }
 
 
+def response_counts(responses: dict[int, PatientResponse | None]) -> dict[str, int]:
+    """How many follow-up studies got each RECIST verdict (CR, NE, PD, PR, SD; sorted by name)."""
+    verdicts = Counter(f.response for r in responses.values() if r for f in r.follow_ups)
+    return dict(sorted(verdicts.items()))
+
+
 def patient_responses(result: TrackingResult) -> dict[int, PatientResponse | None]:
     """The RECIST response of every tracked patient (None for a patient without tracks)."""
     return {p: recist_response(result.tracks_of(p)) for p in result.patients}
@@ -93,7 +99,6 @@ def tracking_document(result: TrackingResult) -> dict[str, Any]:
             }
         )
     tracks = result.tracks
-    verdicts = Counter(f.response for r in responses.values() if r for f in r.follow_ups)
     return {
         "parameters": result.parameters.to_dict(),
         "counts": {
@@ -102,7 +107,7 @@ def tracking_document(result: TrackingResult) -> dict[str, Any]:
             "tracks": len(tracks),
             "tracks_over_two_or_more_studies": sum(len(t.measurements) >= 2 for t in tracks),
             "links": len(result.links),
-            "follow_up_responses": dict(sorted(verdicts.items())),
+            "follow_up_responses": response_counts(responses),
         },
         "patients": patients,
         "findings": [f.to_dict() for f in result.findings],
