@@ -107,8 +107,8 @@ class TrackingResult:
             self._by_row = index
         return self._by_row.get(row, [])
 
-    _by_row: dict[int, list[Link]] | None = None
-    _by_patient: dict[int, list[Track]] | None = None
+    _by_row: dict[int, list[Link]] | None = field(default=None, init=False, repr=False, compare=False)
+    _by_patient: dict[int, list[Track]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def tracks_of(self, patient: int) -> list[Track]:
         """The tracks of one patient, in order of first appearance."""
@@ -119,7 +119,9 @@ class TrackingResult:
             self._by_patient = index
         return self._by_patient.get(patient, [])
 
-    _by_study: dict[tuple[int, int], list[int]] | None = None
+    _by_study: dict[tuple[int, int], list[int]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def rows_of_study(self, row: int) -> list[int]:
         """Every catalog row of the study that ``row`` belongs to (its patient and study), in order."""
