@@ -64,6 +64,13 @@ def test_pairwise_shapes_and_round_trips() -> None:
         boxes.overlap_pairs(many, many, over="other")
 
 
+def test_a_detection_thinner_than_a_pixel_stays_a_valid_catalog_box() -> None:
+    # a detector returned [471.04, 414.52, 475.97, 415.48]: 0.96 px high; minus the exclusive end it was
+    # [.., 414.52, 474.97, 414.48], which the evaluation rightly refuses (y2 < y1)
+    out = boxes.from_torchvision([[471.04, 414.52, 475.97, 415.48], [10.0, 20.0, 10.5, 40.0]])
+    np.testing.assert_allclose(out, [[471.04, 414.52, 474.97, 414.52], [10.0, 20.0, 10.0, 39.0]])
+
+
 def test_boxes_move_with_crop_resize_and_flip_like_their_pixels() -> None:
     # a bright rectangle in an image: after each step the box must still frame the bright pixels
     image = np.zeros((60, 80), dtype=np.float32)

@@ -86,8 +86,14 @@ def to_torchvision(boxes: npt.ArrayLike) -> Boxes:
 
 
 def from_torchvision(boxes: npt.ArrayLike) -> Boxes:
-    """(N, 4) torchvision ``xyxy`` -> catalog boxes; inverse of :func:`to_torchvision`."""
-    return np.asarray(_as_boxes(boxes) - _END_PIXEL, dtype=np.float64)
+    """(N, 4) torchvision ``xyxy`` -> catalog boxes; inverse of :func:`to_torchvision`.
+
+    A box less than one pixel wide or high (a detector can output one) becomes a box of one pixel there:
+    its end is kept at or after its start, as the catalog convention and the evaluation require.
+    """
+    out = np.asarray(_as_boxes(boxes) - _END_PIXEL, dtype=np.float64)
+    out[..., 2:] = np.maximum(out[..., 2:], out[..., :2])
+    return out
 
 
 def area(boxes: npt.ArrayLike, *, inclusive: bool = True) -> npt.NDArray[np.float64]:
