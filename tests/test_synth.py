@@ -67,8 +67,6 @@ def test_csv_values_are_plausible(catalog: Catalog) -> None:
     assert catalog.noisy.any()
     # sizes follow the real long diameters (0.6-342 mm); a key slice cuts near, not always at, the widest
     assert catalog.long_diameter_mm.min() > 0.5 and catalog.long_diameter_mm.max() < 350.0
-    several = [rows for rows in catalog.key_slice_groups().values() if len(rows) > 1]
-    assert several, "some key slices carry several lesions"
     runs_per_folder: dict[str, set[tuple[int, int]]] = {}
     for lesion in catalog:
         runs_per_folder.setdefault(lesion.folder, set()).add(lesion.slice_range)

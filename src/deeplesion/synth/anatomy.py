@@ -189,12 +189,12 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     "lung_R": (
         Tissue.LUNG,
         [
-            (0.335, -0.40, 0.15, 0.10, 0.15),
-            (0.37, -0.48, 0.08, 0.30, 0.45),
-            (0.43, -0.52, 0.03, 0.42, 0.80),
-            (0.52, -0.54, 0.05, 0.42, 0.82),
-            (0.555, -0.56, 0.25, 0.36, 0.58),
-            (0.585, -0.62, 0.50, 0.22, 0.28),
+            (0.335, -0.40, 0.15, 0.12, 0.16),
+            (0.37, -0.48, 0.08, 0.36, 0.55),
+            (0.43, -0.50, 0.04, 0.47, 0.90),
+            (0.52, -0.51, 0.06, 0.47, 0.90),
+            (0.555, -0.54, 0.25, 0.40, 0.66),
+            (0.585, -0.60, 0.50, 0.26, 0.34),
         ],
         0.0,
         0.06,
@@ -202,12 +202,12 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     "lung_L": (
         Tissue.LUNG,
         [
-            (0.335, 0.40, 0.15, 0.10, 0.15),
-            (0.37, 0.48, 0.08, 0.30, 0.45),
-            (0.43, 0.52, 0.03, 0.40, 0.80),
-            (0.52, 0.56, 0.10, 0.36, 0.78),
-            (0.57, 0.58, 0.30, 0.32, 0.55),
-            (0.60, 0.62, 0.52, 0.20, 0.25),
+            (0.335, 0.40, 0.15, 0.12, 0.16),
+            (0.37, 0.48, 0.08, 0.36, 0.55),
+            (0.43, 0.51, 0.04, 0.46, 0.90),
+            (0.52, 0.54, 0.08, 0.44, 0.88),
+            (0.57, 0.56, 0.30, 0.36, 0.62),
+            (0.60, 0.60, 0.52, 0.24, 0.30),
         ],
         0.0,
         0.06,
@@ -288,10 +288,11 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     "paraspinal_R": (
         Tissue.MUSCLE,
         [
-            (0.28, -0.30, 0.95, 0.25, 0.22),
-            (0.40, -0.24, 0.98, 0.22, 0.20),
-            (0.70, -0.22, 0.98, 0.22, 0.20),
-            (0.78, -0.20, 0.95, 0.18, 0.15),
+            (0.28, -0.30, 0.90, 0.25, 0.24),
+            (0.40, -0.22, 0.92, 0.20, 0.22),
+            (0.62, -0.24, 0.86, 0.24, 0.30),
+            (0.70, -0.25, 0.85, 0.25, 0.30),
+            (0.78, -0.20, 0.90, 0.18, 0.18),
         ],
         10.0,
         0.08,
@@ -299,10 +300,11 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     "paraspinal_L": (
         Tissue.MUSCLE,
         [
-            (0.28, 0.30, 0.95, 0.25, 0.22),
-            (0.40, 0.24, 0.98, 0.22, 0.20),
-            (0.70, 0.22, 0.98, 0.22, 0.20),
-            (0.78, 0.20, 0.95, 0.18, 0.15),
+            (0.28, 0.30, 0.90, 0.25, 0.24),
+            (0.40, 0.22, 0.92, 0.20, 0.22),
+            (0.62, 0.24, 0.86, 0.24, 0.30),
+            (0.70, 0.25, 0.85, 0.25, 0.30),
+            (0.78, 0.20, 0.90, 0.18, 0.18),
         ],
         -10.0,
         0.08,
@@ -368,11 +370,11 @@ VESSELS: dict[str, tuple[Tissue, list[tuple[float, float, float]], float]] = {
 }
 
 SPINE_KEYS = [
-    (0.26, 0.78, 9.0),
-    (0.34, 0.70, 12.0),
-    (0.50, 0.66, 15.0),
-    (0.62, 0.66, 19.0),
-    (0.73, 0.66, 22.0),
+    (0.26, 0.72, 9.0),
+    (0.34, 0.62, 12.0),
+    (0.50, 0.56, 15.0),
+    (0.62, 0.50, 19.0),
+    (0.73, 0.52, 22.0),
 ]
 """(zn, vertebral body centre y in cavity units, radius mm); the sacrum follows below."""
 RIB_LEVELS = 12
@@ -392,6 +394,8 @@ class Loop:
     drift_y: float
     gas: float  # 0 fluid-filled ... 1 gas-filled
     colon: bool
+    heading: float = 0.0  # in-plane direction of the loop's run, radians
+    run_mm: float = 0.0  # in-plane length of the loop where it is cut through its middle, mm
 
 
 @dataclass(frozen=True)
@@ -415,8 +419,9 @@ class Body:
     loops
         Bowel loops.
     vessels
-        (V, 6) lung vessels: side (-1/+1), u, v (unit disc of the lung), z mid (mm), half length (mm),
-        radius (mm).
+        (V, 7) lung vessels: side (-1/+1), u, v (unit disc of the lung), z mid (mm), half length (mm),
+        radius (mm), and the in-plane length of their cut in units of their radius (they run outward from
+        the hilum, more or less steeply through the slice).
     rib_phase
         Per-patient offset of the rib levels, zn.
     """
@@ -528,6 +533,8 @@ def random_body(rng: np.random.Generator) -> Body:
                 drift_y=float(rng.uniform(-0.004, 0.004)),
                 gas=float(rng.random() < 0.3),
                 colon=False,
+                heading=float(rng.uniform(0.0, math.pi)),
+                run_mm=float(rng.uniform(0.0, 45.0)),
             )
         )
     for cx, cy, top, bottom in (
@@ -557,10 +564,11 @@ def random_body(rng: np.random.Generator) -> Body:
             rng.uniform(0.34, 0.60, n) * height,
             rng.uniform(10.0, 45.0, n),
             rng.uniform(0.5, 0.9, n),
+            rng.uniform(0.0, 1.0, n) ** 2 * 5.0 + 1.0,
         ]
     )
     # vessels near the hilum (small |u| toward the mediastinum) are thicker
-    vessels[:, 5] *= 0.8 + 3.2 * np.clip(1.0 - np.abs(vessels[:, 1] + vessels[:, 0] * 0.6), 0.0, 1.0) ** 2
+    vessels[:, 5] *= 0.8 + 2.0 * np.clip(1.0 - np.abs(vessels[:, 1] + vessels[:, 0] * 0.6), 0.0, 1.0) ** 2
     return Body(
         height_mm=height,
         width_scale=width,
@@ -587,52 +595,81 @@ REGION_ZN: dict[str, tuple[float, float]] = {
 
 
 def region_contains(body: Body, region: str, x: float, y: float, z: float) -> bool:
-    """Whether the point (x, y, z) mm lies where lesions of type ``region`` occur in this body.
+    """Whether the point (x, y, z) mm lies where lesions of type ``region`` occur in this body
+    (:func:`region_mask` for one point)."""
+    return bool(region_mask(body, region, np.array([x]), np.array([y]), z)[0])
 
-    ``lung``, ``liver``, ``kidney``: inside that organ (liver and kidney: not where a lung is drawn over
-    them). ``mediastinum``: inside the chest cavity, outside the lungs and the heart. ``abdomen``:
-    abdominal cavity outside the liver, kidneys and lungs. ``pelvis``: pelvic cavity outside the bladder.
-    ``bone``: inside a vertebral body, the sacrum or an iliac wing. ``soft_tissue``: inside the skin and
-    outside the cavity (fat, muscle). Cavity regions exclude the bones in them.
+
+def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
+    """Which of the points (x, y) mm at height ``z`` mm lie where lesions of type ``region`` occur.
+
+    ``lung``, ``liver``, ``kidney``: inside that organ, not where another structure is drawn over it
+    (heart, paraspinal muscles, bone; lungs over the liver and kidneys). ``mediastinum``: inside the
+    chest cavity, outside the lungs, the heart and the paraspinal muscles. ``abdomen``: abdominal cavity
+    outside the liver, kidneys, lungs and paraspinal muscles. ``pelvis``: pelvic cavity outside the
+    bladder. ``bone``: inside a vertebral body, the sacrum, an iliac wing, the sternum or a femoral head.
+    ``soft_tissue``: inside the skin and outside the cavity (fat, muscle).
+    Cavity regions exclude the bones in them.
+
+    Parameters
+    ----------
+    x, y
+        (N,) float64 positions, mm (body frame).
+
+    Returns
+    -------
+    ndarray
+        (N,) bool.
     """
-    zn = body.zn(z)
     lungs = ("lung_R", "lung_L")
+    # drawn over the lungs, the liver's dome and the kidneys' tops: a lesion there would show in them
+    over = ("heart", "paraspinal_R", "paraspinal_L")
     if region == "lung":
-        return in_organs(body, lungs, x, y, z)
+        return in_organs(body, lungs, x, y, z) & ~in_organs(body, over, x, y, z) & ~in_bone(body, x, y, z)
     if region in ("liver", "kidney"):
         names = ("liver",) if region == "liver" else ("kidney_R", "kidney_L")
-        # the lungs are drawn over the liver's dome and the kidneys' tops: a lesion there would show in lung
-        return in_organs(body, names, x, y, z) and not in_organs(body, lungs, x, y, z)
+        return in_organs(body, names, x, y, z) & ~in_organs(body, (*lungs, *over), x, y, z)
     if region == "bone":
-        return any(bool(s.contains(x, y)) for s in bone_sections(body, z))
+        inside = in_bone(body, x, y, z)
+        for hx, hy, radius in femoral_heads(body, z):
+            inside |= np.hypot(x - hx, y - hy) <= radius
+        return inside
     low, high = REGION_ZN[region]
-    if not low <= zn <= high:
-        return False
-    cavity = body.cavity(z)
-    inside_cavity = bool(cavity.contains(x, y))
+    if not low <= body.zn(z) <= high:
+        return np.zeros(np.shape(x), dtype=bool)
+    inside_cavity = body.cavity(z).contains(x, y)
     if region == "soft_tissue":
-        return bool(body.outline(z).contains(x, y)) and not inside_cavity
-    if not inside_cavity or any(bool(s.contains(x, y)) for s in bone_sections(body, z)):
-        return False
+        return body.outline(z).contains(x, y) & ~inside_cavity
     exclude = {
-        "mediastinum": (*lungs, "heart"),
-        "abdomen": ("liver", "kidney_R", "kidney_L", *lungs),
-        "pelvis": ("bladder",),
+        "mediastinum": (*lungs, *over),
+        "abdomen": ("liver", "kidney_R", "kidney_L", *lungs, *over),
+        "pelvis": ("bladder", *over[1:]),
     }[region]
-    return not in_organs(body, exclude, x, y, z)
+    return inside_cavity & ~in_bone(body, x, y, z) & ~in_organs(body, exclude, x, y, z)
 
 
-def in_organs(body: Body, names: Sequence[str], x: float, y: float, z: float) -> bool:
-    """Whether the point (x, y, z) mm lies inside any of the organs ``names`` (keys of :data:`ORGANS`)."""
+def in_organs(body: Body, names: Sequence[str], x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
+    """(N,) whether the points (x, y) mm at height ``z`` lie inside any of the organs ``names`` (keys of
+    :data:`ORGANS`)."""
+    inside = np.zeros(np.shape(x), dtype=bool)
     for name in names:
         section = body.organ(name, z)
-        if section is not None and section.contains(x, y):
-            return True
-    return False
+        if section is not None:
+            inside |= section.contains(x, y)
+    return inside
+
+
+def in_bone(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
+    """(N,) whether the points (x, y) mm at height ``z`` lie inside one of :func:`bone_sections`."""
+    inside = np.zeros(np.shape(x), dtype=bool)
+    for section in bone_sections(body, z):
+        inside |= section.contains(x, y)
+    return inside
 
 
 def bone_sections(body: Body, z: float) -> list[Section]:
-    """Cross-sections of the bones where bone lesions are placed: vertebral body, sacrum, iliac wings."""
+    """Cross-sections of the plate-like bones where bone lesions are placed: the vertebral body (first,
+    when the slice has one), the sacrum, the iliac wings and the sternum."""
     sections = []
     spine = body.spine(z)
     if spine is not None:
@@ -647,7 +684,19 @@ def bone_sections(body: Body, z: float) -> list[Section]:
     if 0.70 <= zn <= 0.79:
         for side in (-1.0, 1.0):
             sections.append(iliac_wing(cavity, side, zn))
+    if 0.38 <= zn <= 0.53:
+        sections.append(Section(0.0, cavity.cy - cavity.b - 6.0, 14.0, 7.0))
     return sections
+
+
+def femoral_heads(body: Body, z: float) -> list[tuple[float, float, float]]:
+    """Centre (x, y) mm and outer radius mm of the femoral heads at height ``z`` (none outside the hips)."""
+    zn = body.zn(z)
+    if not 0.80 <= zn <= 0.90:
+        return []
+    cavity = body.cavity(z)
+    radius = 5.0 + 25.0 * math.sin(math.pi * min((zn - 0.80) / 0.07, 1.0) * 0.5 + math.pi * 0.25)
+    return [(side * 0.66 * cavity.a, cavity.cy + 0.05 * cavity.b, radius) for side in (-1.0, 1.0)]
 
 
 def iliac_wing(cavity: Section, side: float, zn: float) -> Section:

@@ -4,14 +4,17 @@ The real statistics come from a packaged table (``resources/real_lesion_stats.js
 ``benchmarks/real_lesion_stats.py`` from the 9,816 val and test rows): each type's share of the rows, the
 quantiles of its long diameter (mm) and of its normalized location, and the short/long ratio.
 
-- Types by quota: lesion k of a release takes its type from a low-discrepancy (golden-ratio) sequence
-  through the cumulative shares, so any run of lesions holds each type in its real proportion (never
-  more than one lesion off), whatever the patient count.
+- Types by the rows' deficit: the next lesion takes the type whose share of the release's rows so far
+  is furthest below its real share (a lesion gives a row per study that annotates it, so rows and not
+  lesions are dealt; a little jitter keeps the order from being a fixed cycle): :class:`RowHerd`.
 - Long diameters by stratified draws: the j-th lesion of a type takes the quantile function of that type
   at another golden-ratio sequence, so the sizes cover the real range (0.6-342 mm) in real proportion.
-- Locations: the normalized height z is drawn from the type's real quantiles; x and y likewise, kept
-  only where the point lies in the type's organ of this body (rejection), so the per-type mean stays
-  near the real one while every lesion sits where it belongs.
+- Locations: the normalized height z is drawn from the type's real quantiles; x and y likewise, moved
+  to the nearest point of the type's organ in this body, so every lesion sits where it belongs. Because
+  of that move, and because a small type has only a handful of lesions in a small release, the mean
+  would wander (bone, kidney and soft tissue by up to 0.17 in 40 patients); so each lesion is placed at
+  a few candidate draws and the one that keeps its type's running mean nearest the real mean is taken
+  ("herding", :class:`RowHerd`), weighted by how many rows the lesion will give.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from deeplesion.synth.anatomy import REGIONS, TISSUE_HU, Body, Tissue, region_contains
+from deeplesion.synth.anatomy import REGIONS, TISSUE_HU, Body, Tissue, region_mask
 from deeplesion.synth.phantom import Lesion3D
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
@@ -45,30 +48,6 @@ def real_stats() -> dict[str, Any]:
 def quantile(levels_percent: list[float], values: list[float], u: float) -> float:
     """The quantile function of a tabulated distribution at probability ``u`` (0-1), piecewise linear."""
     return float(np.interp(u * 100.0, levels_percent, values))
-
-
-@cache
-def _type_shares() -> tuple[list[str], npt.NDArray[np.float64]]:
-    """The type names (in :data:`REGIONS` order) and their cumulative real shares."""
-    stats = real_stats()["types"]
-    names = [n for n in REGIONS if n in stats]
-    shares = np.array([stats[n]["share"] for n in names], dtype=np.float64)
-    return names, np.cumsum(shares / shares.sum())
-
-
-@dataclass
-class TypeQuota:
-    """Deals lesion types across a whole release (deterministic, in the real proportions)."""
-
-    offset: float = 0.0
-    dealt: int = 0
-
-    def next_type(self) -> str:
-        """The type of the next lesion: golden-ratio sequence through the cumulative real shares."""
-        names, cumulative = _type_shares()
-        u = (self.offset + self.dealt * GOLDEN) % 1.0
-        self.dealt += 1
-        return names[min(int(np.searchsorted(cumulative, u, side="right")), len(names) - 1)]
 
 
 @dataclass
@@ -121,17 +100,81 @@ def place(
     ]
     xn, yn = quantile(levels, quantiles[0], u[0]), quantile(levels, quantiles[1], u[1])
     angles = np.linspace(0.0, 2.0 * math.pi, 16, endpoint=False) + float(rng.uniform(0.0, math.pi / 8))
+    # the target first, then rings of 2.5 mm around it out to 150 mm, nearest ring first
+    rings = np.arange(2.5, 150.0, 2.5)
+    dx = np.concatenate([[0.0], (rings[:, None] * np.cos(angles)[None, :]).ravel()])
+    dy = np.concatenate([[0.0], (rings[:, None] * np.sin(angles)[None, :]).ravel()])
     for z in heights:
         outline = body.outline(z)
         x0, y0 = (2.0 * xn - 1.0) * outline.a, (2.0 * yn - 1.0) * outline.b
-        if region_contains(body, kind, x0, y0, z) and _clear(x0, y0, z, radius_mm, avoid):
-            return x0, y0, z
-        for ring in np.arange(2.5, 150.0, 2.5):
-            for angle in angles:
-                x, y = x0 + ring * math.cos(angle), y0 + ring * math.sin(angle)
-                if region_contains(body, kind, x, y, z) and _clear(x, y, z, radius_mm, avoid):
-                    return x, y, z
+        xs, ys = x0 + dx, y0 + dy
+        for i in np.flatnonzero(region_mask(body, kind, xs, ys, z)):
+            if _clear(float(xs[i]), float(ys[i]), z, radius_mm, avoid):
+                return float(xs[i]), float(ys[i]), z
     return None
+
+
+LOCATION_CANDIDATES = 16
+"""Candidate places per lesion: the stratified draw and 15 free draws from the real quantiles."""
+
+
+HERD_TOLERANCE = 0.02
+"""How far (normalized units, largest axis) a type's running mean location may be from the real mean
+before the herd picks a candidate other than the first."""
+TYPE_JITTER_ROWS = 1.5
+"""Random slack (rows) added to each type's deficit before the largest is dealt."""
+
+
+@dataclass
+class RowHerd:
+    """Keeps each type's share of the rows and its mean normalized location near the real ones, across a
+    release: each lesion's type and place are chosen to correct what the rows so far got wrong.
+
+    Attributes
+    ----------
+    sums
+        Type -> (3,) weighted sum of the normalized locations chosen so far.
+    weights
+        Type -> rows so far (expected rows of lesions whose studies are not planned yet).
+    """
+
+    sums: dict[str, npt.NDArray[np.float64]]
+    weights: dict[str, float]
+
+    def next_type(self, weight: float, rng: np.random.Generator) -> str:
+        """The type of a lesion that will give about ``weight`` rows: the one whose share of the rows so
+        far (counting this lesion) falls furthest below its real share, give or take
+        :data:`TYPE_JITTER_ROWS`."""
+        types = real_stats()["types"]
+        names = [n for n in REGIONS if n in types]
+        total = sum(self.weights.values()) + weight
+        deficit = [
+            types[n]["share"] * total - self.weights.get(n, 0.0) + float(rng.uniform(0.0, TYPE_JITTER_ROWS))
+            for n in names
+        ]
+        return names[int(np.argmax(deficit))]
+
+    def choose(self, kind: str, locations: Sequence[tuple[float, float, float]], weight: float) -> int:
+        """The index of the first candidate that keeps ``kind``'s running mean within
+        :data:`HERD_TOLERANCE` of the real mean (largest per-axis gap), else of the one that brings it
+        nearest; records it with ``weight`` (the rows it is expected to give). Taking the first that
+        will do, not the best, leaves the spread of the locations alone: the best would be the candidate
+        nearest the mean, every time."""
+        target = np.asarray(real_stats()["types"][kind]["location_mean"], dtype=np.float64)
+        total = self.sums.get(kind, np.zeros(3))
+        done = self.weights.get(kind, 0.0)
+        means = [(total + weight * np.asarray(x)) / (done + weight) for x in locations]
+        gaps = np.array([float(np.abs(mean - target).max()) for mean in means])
+        good = np.flatnonzero(gaps <= HERD_TOLERANCE)
+        chosen = int(good[0]) if len(good) else int(np.argmin(gaps))
+        self.add(kind, locations[chosen], weight)
+        return chosen
+
+    def add(self, kind: str, location: tuple[float, float, float], weight: float) -> None:
+        """Count ``location`` ``weight`` more times for ``kind`` (negative: fewer): how the release
+        corrects the expected rows of :meth:`choose` once it knows the rows a lesion really gave."""
+        self.sums[kind] = self.sums.get(kind, np.zeros(3)) + weight * np.asarray(location)
+        self.weights[kind] = self.weights.get(kind, 0.0) + weight
 
 
 def _clear(x: float, y: float, z: float, radius_mm: float, avoid: list[Lesion3D]) -> bool:
@@ -215,9 +258,13 @@ def make_lesion(
     avoid: list[Lesion3D],
     *,
     z_hint: float | None = None,
+    herd: RowHerd | None = None,
+    weight: float = 1.0,
 ) -> Lesion3D | None:
     """A lesion of ``kind`` whose key-slice long diameter is about ``long_mm``, placed in its organ
-    (:func:`place`; ``z_hint`` puts it at that height when it fits there)."""
+    (:func:`place`; ``z_hint`` puts it at that height when it fits there). With ``herd``, the place is
+    the best of :data:`LOCATION_CANDIDATES` draws for the type's mean location (``weight``: the rows the
+    lesion is expected to give)."""
     stats = real_stats()
     # the key slice passes up to half a slice interval from the centre, where the section is smaller:
     # measured on 4 seeds x 40 patients, the rows' median long diameter came out 5% under the target
@@ -242,9 +289,18 @@ def make_lesion(
     draft = Lesion3D((0.0, 0.0, 0.0), (a, b, c), float(rng.uniform(0.0, math.pi)), kind, bumps=bumps)
     scale = long_mm / feret_at_centre(draft)
     a, b, c = a * scale, b * scale, c * scale
-    centre = place(body, kind, rng, u, avoid, max(a, b), z_hint)
-    if centre is None:
+    draws = [u]
+    if herd is not None:
+        for _ in range(LOCATION_CANDIDATES - 1):
+            x, y, z = (float(v) for v in rng.uniform(0.02, 0.98, 3))
+            draws.append((x, y, z))
+    found = (place(body, kind, rng, d, avoid, max(a, b), z_hint) for d in draws)
+    centres = [c for c in found if c is not None]
+    if not centres:
         return None
+    centre = centres[0]
+    if herd is not None:
+        centre = centres[herd.choose(kind, [normalized_location(body, *c) for c in centres], weight)]
     return Lesion3D(centre, (a, b, c), draft.angle, kind, bumps=bumps, **appearance(kind, rng))
 
 

@@ -28,9 +28,11 @@ from deeplesion.synth.anatomy import (
     TISSUE_HU,
     VESSELS,
     Body,
+    Loop,
     Section,
     Tissue,
     bone_sections,
+    femoral_heads,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -451,8 +453,6 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     for name in (
         "psoas_R",
         "psoas_L",
-        "paraspinal_R",
-        "paraspinal_L",
         "gluteal_R",
         "gluteal_L",
         "obturator_R",
@@ -462,6 +462,9 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     _draw_bowel(canvas, body, z, cavity)
     _draw_abdomen(canvas, body, z)
     _draw_chest(canvas, body, z, zn)
+    # behind the spine, over the lungs' and kidneys' back edges (the ribs and their muscles are there)
+    for name in ("paraspinal_R", "paraspinal_L"):
+        canvas.section(body.organ(name, z), Tissue.MUSCLE)
     for name in (
         "aorta_ascending",
         "aorta_arch",
@@ -522,6 +525,10 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
         offset = z - loop.z_mid
         x = (loop.cx + loop.drift_x * offset) * cavity.a
         y = cavity.cy + (loop.cy + loop.drift_y * offset) * cavity.b
+        if not loop.colon and loop.run_mm > 0.0:
+            # small bowel runs within the slice for a while: a curved sausage, not a disc
+            _draw_bowel_run(canvas, loop, x, y, r, math.sqrt(1.0 - t * t) * loop.run_mm, z)
+            continue
         canvas.circle(x, y, r, Tissue.BOWEL_WALL)
         canvas.circle(x, y, r - 2.2, Tissue.BOWEL_CONTENT)
         if loop.gas > 0.0:
@@ -537,6 +544,22 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
                         0.25 * gas_r,
                         Tissue.BOWEL_CONTENT,
                     )
+
+
+def _draw_bowel_run(
+    canvas: Canvas, loop: Loop, x: float, y: float, r: float, length: float, z: float
+) -> None:
+    """A small-bowel segment cut along its course: a bent thick line of wall, content and gas on top."""
+    bend = 0.9 * math.sin(loop.z_mid * 0.37 + z * 0.02)
+    s = np.linspace(-0.5, 0.5, 9)
+    angles = loop.heading + bend * s
+    xs = x + length * s * np.cos(angles)
+    ys = y + length * s * np.sin(angles)
+    points = np.column_stack([xs, ys])
+    canvas.line(points, 2.0 * r, Tissue.BOWEL_WALL)
+    canvas.line(points, 2.0 * r - 4.4, Tissue.BOWEL_CONTENT)
+    if loop.gas > 0.0:
+        canvas.line(points + np.array([0.0, -0.25 * r]), 1.5 * r - 3.3, Tissue.GAS)
 
 
 def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
@@ -569,6 +592,31 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
 
 
 def _draw_chest(canvas: Canvas, body: Body, z: float, zn: float) -> None:
+    for side, name in ((-1.0, "lung_R"), (1.0, "lung_L")):
+        lung = body.organ(name, z)
+        if lung is None:
+            continue
+        canvas.section(lung, Tissue.LUNG)
+        near = body.vessels[
+            (body.vessels[:, 0] == side) & (np.abs(body.vessels[:, 3] - z) < body.vessels[:, 4])
+        ]
+        t = (z - near[:, 3]) / near[:, 4]
+        us, vs = near[:, 1] + 0.15 * t, near[:, 2] - 0.1 * t
+        xs = lung.cx + us * lung.a * 0.95
+        ys = lung.cy + vs * lung.b * 0.95
+        radii = near[:, 5] * np.sqrt(1.0 - t * t)
+        # each vessel runs away from the hilum (the lung's medial middle): its cut is a streak along that
+        hilum_x, hilum_y = lung.cx - side * 0.75 * lung.a, lung.cy
+        dx, dy = xs - hilum_x, ys - hilum_y
+        norm = np.maximum(np.hypot(dx, dy), 1e-6)
+        half = 0.5 * radii * near[:, 6]
+        inside = lung.contains(xs, ys)
+        for i in np.flatnonzero(inside):
+            ux, uy = dx[i] / norm[i], dy[i] / norm[i]
+            ends = np.array(
+                [[xs[i] - ux * half[i], ys[i] - uy * half[i]], [xs[i] + ux * half[i], ys[i] + uy * half[i]]]
+            )
+            canvas.line(ends, 2.0 * float(radii[i]), Tissue.LUNG_VESSEL)
     heart = body.organ("heart", z)
     if heart is not None:
         canvas.section(heart, Tissue.VISCERAL_FAT)
@@ -579,21 +627,6 @@ def _draw_chest(canvas: Canvas, body: Body, z: float, zn: float) -> None:
             cx = heart.cx + du * heart.a * cos - dv * heart.b * sin
             cy = heart.cy + du * heart.a * sin + dv * heart.b * cos
             canvas.section(Section(cx, cy, heart.a * scale, heart.b * scale, heart.angle), Tissue.ARTERY)
-    for side, name in ((-1.0, "lung_R"), (1.0, "lung_L")):
-        lung = body.organ(name, z)
-        if lung is None:
-            continue
-        canvas.section(lung, Tissue.LUNG)
-        near = body.vessels[
-            (body.vessels[:, 0] == side) & (np.abs(body.vessels[:, 3] - z) < body.vessels[:, 4])
-        ]
-        t = (z - near[:, 3]) / near[:, 4]
-        xs = lung.cx + (near[:, 1] + 0.15 * t) * lung.a * 0.95
-        ys = lung.cy + (near[:, 2] - 0.1 * t) * lung.b * 0.95
-        radii = near[:, 5] * np.sqrt(1.0 - t * t)
-        inside = lung.contains(xs, ys)
-        for x, y, radius in zip(xs[inside], ys[inside], radii[inside], strict=True):
-            canvas.circle(float(x), float(y), float(radius), Tissue.LUNG_VESSEL)
 
 
 def _draw_airways(canvas: Canvas, body: Body, z: float) -> None:
@@ -613,17 +646,17 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
         body_section = Section(x, y, radius, radius * 0.85)
         canvas.circle(x, y + radius + 9.0, 12.0, Tissue.CORTICAL)  # posterior arch
         canvas.circle(x, y + radius + 7.0, 7.5, Tissue.CSF)  # spinal canal
-        canvas.line(np.array([[x, y + radius + 18.0], [x, y + radius + 42.0]]), 8.0, Tissue.CORTICAL)
-        if zn > 0.6 and (z / level_mm) % 1.0 > 0.55:  # lumbar transverse processes, mid-vertebra only
+        canvas.line(np.array([[x, y + radius + 16.0], [x, y + radius + 34.0]]), 9.0, Tissue.CORTICAL)
+        if zn > 0.6 and (z / level_mm) % 1.0 > 0.55:  # lumbar transverse processes off the arch, mid-vertebra
             for side in (-1.0, 1.0):
                 canvas.line(
                     np.array(
                         [
-                            [x + side * 0.6 * radius, y + radius * 0.9],
-                            [x + side * 1.9 * radius, y + radius * 0.6],
+                            [x + side * 8.0, y + radius + 9.0],
+                            [x + side * (8.0 + 1.1 * radius), y + radius + 13.0],
                         ]
                     ),
-                    6.0,
+                    5.0,
                     Tissue.CORTICAL,
                 )
         if in_disc:
@@ -632,10 +665,6 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
             canvas.section(body_section, Tissue.CORTICAL)
             canvas.section(body_section, Tissue.TRABECULAR, inset_mm=2.0)
     _draw_ribs(canvas, body, z, cavity)
-    if 0.38 <= zn <= 0.53:  # sternum
-        sternum = Section(0.0, cavity.cy - cavity.b - 6.0, 14.0, 7.0)
-        canvas.section(sternum, Tissue.CORTICAL)
-        canvas.section(sternum, Tissue.TRABECULAR, inset_mm=2.0)
     for section in bone_sections(body, z)[1 if spine is not None else 0 :]:
         canvas.section(section, Tissue.CORTICAL)
         canvas.section(section, Tissue.TRABECULAR, inset_mm=2.5)
@@ -644,29 +673,25 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
             ischium = Section(side * 0.42 * cavity.a, cavity.cy + 0.55 * cavity.b, 12.0, 16.0, side * 0.4)
             canvas.section(ischium, Tissue.CORTICAL)
             canvas.section(ischium, Tissue.TRABECULAR, inset_mm=2.5)
-    if 0.80 <= zn <= 0.90:  # femoral heads in their sockets
-        radius = 25.0 * math.sin(math.pi * min((zn - 0.80) / 0.07, 1.0) * 0.5 + math.pi * 0.25)
-        for side in (-1.0, 1.0):
-            canvas.circle(side * 0.66 * cavity.a, cavity.cy + 0.05 * cavity.b, radius + 5.0, Tissue.CORTICAL)
-            canvas.circle(side * 0.66 * cavity.a, cavity.cy + 0.05 * cavity.b, radius + 2.0, Tissue.CARTILAGE)
-            canvas.circle(side * 0.66 * cavity.a, cavity.cy + 0.05 * cavity.b, radius, Tissue.CORTICAL)
-            canvas.circle(
-                side * 0.66 * cavity.a, cavity.cy + 0.05 * cavity.b, radius - 3.0, Tissue.TRABECULAR
-            )
+    for x, y, radius in femoral_heads(body, z):  # in their sockets: acetabulum, joint cartilage, head
+        canvas.circle(x, y, radius, Tissue.CORTICAL)
+        canvas.circle(x, y, radius - 3.0, Tissue.CARTILAGE)
+        canvas.circle(x, y, radius - 5.0, Tissue.CORTICAL)
+        canvas.circle(x, y, radius - 8.0, Tissue.TRABECULAR)
 
 
 def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     """Twelve ribs per side, each a curve that descends from the spine to the front: an axial slice cuts
     each rib where the curve passes its height, so a few short segments show around the chest wall."""
     phi = np.linspace(0.15, 0.95 * math.pi, 48)
-    drop = 0.075 * body.height_mm
+    drop = 0.11 * body.height_mm
     for level in range(RIB_LEVELS):
         z0 = (0.365 + level * 0.0205 + body.rib_phase) * body.height_mm
         if not z0 - 10.0 < z < z0 + drop + 10.0:
             continue
         heights = z0 + drop * (phi / math.pi) ** 1.4
         end = 0.85 if level < 7 else 0.72 - 0.05 * (level - 7)
-        hit = np.abs(heights - z) < 6.0
+        hit = np.abs(heights - z) < 3.5
         if not hit.any():
             continue
         for side in (-1.0, 1.0):
@@ -677,7 +702,7 @@ def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             cartilage = hit & (phi > end * math.pi) & (level < 7)
             for mask, tissue in ((bone, Tissue.CORTICAL), (cartilage, Tissue.CARTILAGE)):
                 if mask.any():
-                    canvas.line(points[mask], 10.0, tissue)
+                    canvas.line(points[mask], 9.0, tissue)
             if bone.any():
                 canvas.line(points[bone], 4.0, Tissue.TRABECULAR)
 

@@ -19,6 +19,9 @@ TISSUE_RANGES_HU: dict[str, tuple[float, float]] = {
 """Where each tissue's histogram peak is looked for, HU (half-open ranges)."""
 
 MIN_PIXELS = 500
+LUNG_MIN_PIXELS = 5000
+"""A slice without lungs still has a few thousand pixels between -900 and -500 HU: the blurred edges of
+the skin, the table and bowel gas, whose histogram has no real peak; real lungs fill tens of thousands."""
 BIN_HU = 5.0
 
 
@@ -34,13 +37,13 @@ def tissue_peaks(hu: npt.NDArray[np.integer | np.floating]) -> dict[str, float |
     -------
     dict
         Tissue name -> centre of the fullest 5 HU bin, HU; None when the slice has fewer than 500 pixels
-        in that range (no lung on a pelvis slice).
+        in that range (lung: fewer than 5,000; no lung on a pelvis slice).
     """
     values = np.asarray(hu, dtype=np.float32).ravel()
     peaks: dict[str, float | None] = {}
     for name, (low, high) in TISSUE_RANGES_HU.items():
         inside = values[(values >= low) & (values < high)]
-        if inside.size < MIN_PIXELS:
+        if inside.size < (LUNG_MIN_PIXELS if name == "lung" else MIN_PIXELS):
             peaks[name] = None
             continue
         counts, edges = np.histogram(inside, bins=np.arange(low, high + BIN_HU, BIN_HU))

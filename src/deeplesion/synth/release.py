@@ -21,6 +21,7 @@ import math
 import os
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,8 @@ from deeplesion.names import IMAGES_DIR, key_file_name, series_folder, slice_pat
 from deeplesion.slices import encode_slice, read_slice_hu
 from deeplesion.synth.anatomy import PHASE_WEIGHTS, PHASES, Body, random_body
 from deeplesion.synth.lesions import (
+    RowHerd,
     Strata,
-    TypeQuota,
     draw_long_mm,
     feret_at_centre,
     make_lesion,
@@ -66,10 +67,12 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
-3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged).
+3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
+dealt by rows and locations herded to the real means, bone lesions also in the sternum and femoral
+heads, larger lungs with vessel streaks, the spine further forward, small bowel as curved runs).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
@@ -80,7 +83,7 @@ INTERVAL_WEIGHTS = (0.64, 0.14, 0.11, 0.11)
 # patient over the 29,280 shared rows, 7.39 rows per patient over the whole release).
 STUDY_COUNTS = (1, 2, 3, 4, 5, 6)
 STUDY_COUNT_WEIGHTS = (0.40, 0.20, 0.13, 0.10, 0.09, 0.08)  # mean 2.52 planned; studies with no row drop
-EXTRA_LESIONS_MEAN = 4.0  # lesions per patient: 1 + Poisson(4.0), at most 12
+EXTRA_LESIONS_MEAN = 3.7  # lesions per patient: 1 + Poisson(3.7), at most 12
 P_PRESENT_AT_BASELINE = 0.85  # else the lesion appears at a later study
 P_DISAPPEARS = 0.12  # the lesion is gone (resolved, resected) after some study
 P_ANNOTATED = 0.85  # a present, visible lesion gets a DL_info row in a study
@@ -195,13 +198,13 @@ def plan_release(patients: int, seed: int, *, quirks: bool = False) -> list[Pati
         raise UsageError("`patients` must be at least 1")
     release_rng = np.random.default_rng([seed, 0])
     splits = _splits(patients, release_rng)
-    quota = TypeQuota(offset=float(release_rng.random()))
     sizes = Strata(float(release_rng.random()), {})
     heights = Strata(float(release_rng.random()), {})
     across = Strata(float(release_rng.random()), {})
     front_back = Strata(float(release_rng.random()), {})
+    herd = RowHerd({}, {})
     plans = [
-        _plan_patient(p + 1, seed, splits[p], quota, sizes, (across, front_back, heights))
+        _plan_patient(p + 1, seed, splits[p], sizes, (across, front_back, heights), herd)
         for p in range(patients)
     ]
     if quirks:
@@ -217,9 +220,9 @@ def _plan_patient(
     index: int,
     seed: int,
     split: Split,
-    quota: TypeQuota,
     sizes: Strata,
     location: tuple[Strata, Strata, Strata],
+    herd: RowHerd,
 ) -> PatientPlan:
     across, front_back, heights = location
     rng = np.random.default_rng([seed, index])
@@ -229,9 +232,12 @@ def _plan_patient(
     count = 1 + min(int(rng.poisson(EXTRA_LESIONS_MEAN)), 11)
     plan = PatientPlan(index, body, sex, split, [])
     courses: dict[str, Course] = {}
+    expected: dict[str, float] = {}
     placed: list[Lesion3D] = []
     for _ in range(count):
-        kind = quota.next_type()
+        course = _course(studies, rng)
+        rows = course.last - course.first + 1.0  # the rows it gives if annotated in every study
+        kind = herd.next_type(rows, rng)
         same_z = None
         if placed and rng.random() < P_SAME_SLICE:
             # on the key slice of an earlier lesion whose height suits this type (5-95% of the real ones)
@@ -240,7 +246,15 @@ def _plan_patient(
             same_z = fitting[int(rng.integers(len(fitting)))] if fitting else None
         where = (across.next(kind, rng), front_back.next(kind, rng), heights.next(kind, rng))
         lesion = make_lesion(
-            body, kind, draw_long_mm(kind, sizes.next(kind, rng)), rng, where, placed, z_hint=same_z
+            body,
+            kind,
+            draw_long_mm(kind, sizes.next(kind, rng)),
+            rng,
+            where,
+            placed,
+            z_hint=same_z,
+            herd=herd,
+            weight=rows,
         )
         if lesion is None:
             log.debug("patient %d: no room for a %s lesion", index, kind)
@@ -248,7 +262,8 @@ def _plan_patient(
         lesion_id = f"{index:06d}-L{len(placed) + 1:02d}"
         placed.append(lesion)
         plan.lesions[lesion_id] = lesion
-        courses[lesion_id] = _course(studies, rng)
+        courses[lesion_id] = course
+        expected[lesion_id] = rows
     age = float(rng.integers(25, 86))
     for study in range(1, studies + 1):
         if study > 1:
@@ -271,6 +286,11 @@ def _plan_patient(
                 rng,
             )
         )
+    # the herd counted every lesion as annotated in every study it is in; now the rows are known
+    given = Counter(series.lesion_ids[i] for series in plan.series for i in series.annotated)
+    for lesion_id, lesion in plan.lesions.items():
+        where = normalized_location(body, *lesion.center)
+        herd.add(lesion.kind, where, given[lesion_id] - expected[lesion_id])
     return plan
 
 
@@ -649,6 +669,31 @@ def key_slice_measurement(
     where = normalized_location(plan.body, lesion.center[0], lesion.center[1], z)
     x, y, zn = (min(max(v, 0.0), 1.0) for v in where)
     return recist, (x, y, zn)
+
+
+def planned_rows(
+    plans: list[PatientPlan],
+) -> tuple[list[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The rows a release of these plans would write, measured as the release measures them (on the
+    annotation masks, before the readers' sub-pixel jitter and the location noise), without pixels.
+
+    Returns
+    -------
+    kinds, long_mm, locations
+        (N,) type names, (N,) float64 long diameters in mm and (N, 3) float64 normalized locations.
+    """
+    kinds, longs, locations = [], [], []
+    for plan in plans:
+        for series in plan.series:
+            for i in series.annotated:
+                measured = key_slice_measurement(plan, series, i)
+                if measured is None:
+                    continue
+                recist, location = measured
+                kinds.append(series.lesions[i].kind)
+                longs.append(float(np.linalg.norm(recist[0] - recist[1])) * series.geometry.spacing)
+                locations.append(location)
+    return kinds, np.array(longs, dtype=np.float64), np.array(locations, dtype=np.float64).reshape(-1, 3)
 
 
 LOCATION_STUDY_SD = (0.017, 0.020, 0.004)
