@@ -441,7 +441,17 @@ def test_training_validation_and_detect_preprocess_alike(shared_release: Path) -
 
     config = load_config("cpu-small", window=[-1100.0, 900.0])
     release = open_release(shared_release)
-    image, _, name = next(_ValidationSet(release, config, "val").items())
+    # a key slice of a series without the planted damage (a truncated or 8-bit PNG would stop the volume)
+    manifest = json.loads((shared_release / "synth-manifest.json").read_text())
+    damaged = {
+        q["path"].split("/")[1] for q in manifest["quirks"] if q.get("path", "").startswith("Images_png/")
+    }
+    image, _, name = next(
+        item
+        for split in ("val", "test", "train")
+        for item in _ValidationSet(release, config, split).items()
+        if item[2][:12] not in damaged
+    )
     stack = prepare_stack(
         str(shared_release), name, 0, config.slices, config.slice_interval_mm, config.pipeline()
     )
