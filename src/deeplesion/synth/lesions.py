@@ -118,7 +118,7 @@ LOCATION_CANDIDATES = 16
 """Candidate places per lesion: the stratified draw and 15 free draws from the real quantiles."""
 
 
-HERD_TOLERANCE = 0.02
+HERD_TOLERANCE = 0.01
 """How far (normalized units, largest axis) a type's running mean location may be from the real mean
 before the herd picks a candidate other than the first."""
 TYPE_JITTER_ROWS = 1.5
