@@ -431,6 +431,25 @@ class Canvas:
         width = max(round(thickness_mm / self.geometry.spacing), 1)
         cv2.polylines(self.labels, [self._px(points)], False, int(tissue), width, cv2.LINE_8, SHIFT)
 
+    def segments(
+        self,
+        starts: npt.NDArray[np.float64],
+        ends: npt.NDArray[np.float64],
+        thickness_mm: npt.NDArray[np.float64],
+        tissue: Tissue,
+    ) -> None:
+        """Thick straight segments from (N, 2) ``starts`` to (N, 2) ``ends`` mm, each (N,) ``thickness_mm``
+        wide: the same pixels as :meth:`line` per segment, drawn in one OpenCV call per pixel width."""
+        import cv2
+
+        if len(starts) == 0:
+            return
+        widths = np.maximum(np.rint(thickness_mm / self.geometry.spacing), 1).astype(int)
+        lines = np.stack([self._px(starts), self._px(ends)], axis=1)  # (N, 2, 2) int32
+        for width in np.unique(widths):
+            chosen = list(lines[widths == width])
+            cv2.polylines(self.labels, chosen, False, int(tissue), int(width), cv2.LINE_8, SHIFT)
+
 
 def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[np.uint8]:
     """(size, size) uint8 tissue labels (:class:`~deeplesion.synth.anatomy.Tissue`) at height ``z`` mm."""
@@ -611,12 +630,9 @@ def _draw_chest(canvas: Canvas, body: Body, z: float, zn: float) -> None:
         norm = np.maximum(np.hypot(dx, dy), 1e-6)
         half = 0.5 * radii * near[:, 6]
         inside = lung.contains(xs, ys)
-        for i in np.flatnonzero(inside):
-            ux, uy = dx[i] / norm[i], dy[i] / norm[i]
-            ends = np.array(
-                [[xs[i] - ux * half[i], ys[i] - uy * half[i]], [xs[i] + ux * half[i], ys[i] + uy * half[i]]]
-            )
-            canvas.line(ends, 2.0 * float(radii[i]), Tissue.LUNG_VESSEL)
+        along = np.column_stack([dx / norm * half, dy / norm * half])[inside]
+        centres = np.column_stack([xs, ys])[inside]
+        canvas.segments(centres - along, centres + along, 2.0 * radii[inside], Tissue.LUNG_VESSEL)
     heart = body.organ("heart", z)
     if heart is not None:
         canvas.section(heart, Tissue.VISCERAL_FAT)
