@@ -1,6 +1,6 @@
 """Gallery and realism table: one synthetic key slice per lesion type beside a real slice of that region.
 
-Run: ``.venv/bin/python benchmarks/synth_gallery.py [--root SYNTH_ROOT] [--patients 20] [--seed 0]``
+Run: ``.venv/bin/python benchmarks/synth_gallery.py [--root SYNTH_ROOT] [--patients 40] [--seed 0]``
 (without ``--root`` a release is generated in a temporary folder). Writes
 ``docs/images/synth-gallery.png`` (left: synthetic, right: real, both in the same window with the
 annotation drawn) and prints, for the synthetic key slices and the 137 real slices of
@@ -73,7 +73,7 @@ def stats_rows(name: str, images: list[np.ndarray]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path)
-    parser.add_argument("--patients", type=int, default=20)
+    parser.add_argument("--patients", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
