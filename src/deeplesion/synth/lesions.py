@@ -13,8 +13,9 @@ quantiles of its long diameter (mm) and of its normalized location, and the shor
   to the nearest point of the type's organ in this body, so every lesion sits where it belongs. Because
   of that move, and because a small type has only a handful of lesions in a small release, the mean
   would wander (bone, kidney and soft tissue by up to 0.17 in 40 patients); so each lesion is placed at
-  a few candidate draws and the one that keeps its type's running mean nearest the real mean is taken
-  ("herding", :class:`RowHerd`), weighted by how many rows the lesion will give.
+  16 candidate draws and the first that keeps its type's running mean within 0.01 of the real mean is
+  taken, else the one that brings it nearest ("herding", :class:`RowHerd`), weighted by how many rows the
+  lesion will give.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ def make_lesion(
 ) -> Lesion3D | None:
     """A lesion of ``kind`` whose key-slice long diameter is about ``long_mm``, placed in its organ
     (:func:`place`; ``z_hint`` puts it at that height when it fits there). With ``herd``, the place is
-    the best of :data:`LOCATION_CANDIDATES` draws for the type's mean location (``weight``: the rows the
+    chosen among :data:`LOCATION_CANDIDATES` draws by :meth:`RowHerd.choose` (``weight``: the rows the
     lesion is expected to give)."""
     stats = real_stats()
     # the key slice passes up to half a slice interval from the centre, where the section is smaller:

@@ -232,7 +232,6 @@ def _plan_patient(
     count = 1 + min(int(rng.poisson(EXTRA_LESIONS_MEAN)), 11)
     plan = PatientPlan(index, body, sex, split, [])
     courses: dict[str, Course] = {}
-    expected: dict[str, float] = {}
     placed: list[Lesion3D] = []
     for _ in range(count):
         course = _course(studies, rng)
@@ -263,7 +262,6 @@ def _plan_patient(
         placed.append(lesion)
         plan.lesions[lesion_id] = lesion
         courses[lesion_id] = course
-        expected[lesion_id] = rows
     age = float(rng.integers(25, 86))
     for study in range(1, studies + 1):
         if study > 1:
@@ -290,7 +288,8 @@ def _plan_patient(
     given = Counter(series.lesion_ids[i] for series in plan.series for i in series.annotated)
     for lesion_id, lesion in plan.lesions.items():
         where = normalized_location(body, *lesion.center)
-        herd.add(lesion.kind, where, given[lesion_id] - expected[lesion_id])
+        course = courses[lesion_id]
+        herd.add(lesion.kind, where, given[lesion_id] - (course.last - course.first + 1.0))
     return plan
 
 

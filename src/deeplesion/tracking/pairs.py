@@ -98,11 +98,7 @@ def load_pairs(catalog: Catalog, path: str | Path) -> ResolvedPairs:
         When the file is not JSON, or is neither kind.
     """
     path = Path(path)
-    data = path.read_bytes()
-    try:
-        document = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeepLesionError(f"{path}: not a JSON document ({exc})") from None
+    data, document = _read_json(path)
     if isinstance(document, dict) and "lesion_ids" in document:
         ids = document["lesion_ids"]
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -136,14 +132,19 @@ def resolve_pairs(catalog: Catalog, path: str | Path) -> ResolvedPairs:
         When the file is not JSON or not an object of pairs.
     """
     path = Path(path)
-    data = path.read_bytes()
-    try:
-        document = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeepLesionError(f"{path}: not a JSON document ({exc})") from None
+    data, document = _read_json(path)
     pairs = _resolve_document(catalog, document, path)
     pairs.sha256 = hashlib.sha256(data).hexdigest()
     return pairs
+
+
+def _read_json(path: Path) -> tuple[bytes, Any]:
+    """The bytes of ``path`` (for its SHA-256) and their parsed JSON; a one-line error when not JSON."""
+    data = path.read_bytes()
+    try:
+        return data, json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeepLesionError(f"{path}: not a JSON document ({exc})") from None
 
 
 def _resolve_document(catalog: Catalog, document: Any, path: Path) -> ResolvedPairs:
