@@ -112,7 +112,9 @@ def test_one_batch_overfits_and_finds_its_lesion(shared_release: Path) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
     history = []
-    for _ in range(40):
+    # 80 steps: after 40, torch seed 0 detected nothing on the generator-version-5 image; after 80, the best
+    # box of each of the torch seeds 0-5 lies on the lesion (IoU 0.76-0.96)
+    for _ in range(80):
         loss = sum(model([image, image], [target, target]).values())
         optimizer.zero_grad()
         loss.backward()

@@ -208,3 +208,120 @@ def test_location_herd_takes_the_candidate_that_keeps_the_mean() -> None:
     # bone now has 3 rows of 3: every other type is short of its share, bone is not dealt again
     rng = np.random.default_rng(0)
     assert {herd.next_type(1.0, rng) for _ in range(20)} <= set(real_stats()["types"]) - {"bone"}
+
+
+def render_labels_and_hu(zn: float, phase: int, lesions: list | None = None) -> tuple:  # type: ignore[type-arg]
+    """Labels and HU of one 5 mm slice of the body of seed 11 at normalized height ``zn`` (no pose)."""
+    body = random_body(np.random.default_rng(11))
+    geometry = SliceGeometry(512, 0.78, -1024.0)
+    series = make_series(
+        geometry, StudyLook(phase=phase, noise_hu=6.0), 5.0, lesions or [], np.random.default_rng(1)
+    )
+    z = zn * body.height_mm
+    return (
+        body,
+        geometry,
+        render_labels(body, geometry, z),
+        render_slice(body, series, z, np.random.default_rng(2)),
+    )
+
+
+def core_median(labels: np.ndarray, hu: np.ndarray, tissue: Tissue) -> float:
+    import cv2
+
+    core = cv2.erode((labels == tissue).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert core.sum() > 20, tissue.name
+    return float(np.median(hu[core]))
+
+
+def test_kidney_medulla_is_dark_in_the_arterial_phase_and_close_to_the_cortex_later() -> None:
+    contrast = {}
+    for phase in (1, 2):
+        _, _, labels, hu = render_labels_and_hu(0.655, phase)
+        contrast[phase] = core_median(labels, hu, Tissue.KIDNEY) - core_median(
+            labels, hu, Tissue.RENAL_MEDULLA
+        )
+    assert contrast[1] > 60.0 and abs(contrast[2]) < 40.0, contrast
+
+
+def test_liver_veins_brighten_with_contrast_and_are_darker_without() -> None:
+    import cv2
+
+    _, _, labels, venous = render_labels_and_hu(0.60, 2)
+    # many vessel cuts in the liver (the IVC and portal vein are one or two of them)
+    count, _ = cv2.connectedComponents((labels == Tissue.VEIN).astype(np.uint8))
+    assert count - 1 >= 6
+    assert core_median(labels, venous, Tissue.VEIN) > core_median(labels, venous, Tissue.LIVER) + 20.0
+    _, _, labels, plain = render_labels_and_hu(0.60, 0)
+    assert core_median(labels, plain, Tissue.VEIN) < core_median(labels, plain, Tissue.LIVER)
+
+
+def test_body_wall_has_layers_over_the_abdomen() -> None:
+    body = random_body(np.random.default_rng(11))
+    for zn, planes in ((0.45, 2), (0.66, 4)):
+        z = zn * body.height_mm
+        wall = body.wall(z)
+        assert len(wall.planes) == planes  # pectoral fascia per side; two between the flank muscles per side
+        outer = wall.outer
+        assert body.outline(z).contains(outer[:, 0], outer[:, 1]).all()  # muscle stays under the skin
+        cavity = body.cavity(z).polygon()
+        thickness = np.hypot(*(outer - cavity).T)
+        assert thickness.min() > 3.0  # muscle all around, no gap
+        if zn > 0.6:
+            assert thickness.max() <= 15.0 + 1e-9  # typical layers, not all the room to the fat
+
+
+def test_spicules_are_painted_but_not_measured() -> None:
+    from dataclasses import replace
+
+    from deeplesion.synth.phantom import Lesion3D, lesion_mask
+
+    body = random_body(np.random.default_rng(11))
+    z = 0.47 * body.height_mm
+    lung = body.organ("lung_R", z)
+    assert lung is not None
+    plain = Lesion3D((lung.cx, lung.cy, z), (6.0, 5.0, 5.5), 0.3, "lung", hu=(30.0, 60.0, 60.0))
+    directions = [(np.cos(t), np.sin(t), 0.0, 9.0) for t in np.linspace(0.0, 6.0, 8)]
+    spiculated = replace(plain, spicules=tuple(directions))
+    images = [render_labels_and_hu(0.47, 2, [lesion])[3] for lesion in (plain, spiculated)]
+    geometry = SliceGeometry(512, 0.78, -1024.0)
+    rows, cols, mask = lesion_mask(spiculated, geometry, z)
+    assert np.array_equal(mask, lesion_mask(plain, geometry, z)[2])  # RECIST measures the solid part
+    # around the nodule, out to 15 mm: lung (about -880 HU) except where a strand runs
+    around = np.zeros((512, 512), dtype=bool)
+    col, row = geometry.to_px(lung.cx, lung.cy)
+    around[round(row) - 20 : round(row) + 21, round(col) - 20 : round(col) + 21] = True
+    near_surface = np.zeros_like(around)
+    near_surface[rows, cols] = mask
+    import cv2
+
+    near_surface = cv2.dilate(near_surface.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    strands = [int((image[around & ~near_surface] > -500).sum()) for image in images]
+    assert strands[1] > strands[0] + 30, strands
+
+
+def test_a_lesion_past_the_skin_lifts_the_skin_over_it() -> None:
+    from deeplesion.synth.phantom import Lesion3D
+
+    body = random_body(np.random.default_rng(11))
+    z = 0.66 * body.height_mm
+    edge = body.outline(z).polygon()[0]  # on the skin, to the patient's left
+    lesion = Lesion3D((float(edge[0]), float(edge[1]), z), (10.0, 10.0, 10.0), 0.0, "soft_tissue")
+    _, geometry, _, hu = render_labels_and_hu(0.66, 2, [lesion])
+    col, row = geometry.to_px(edge[0] + 11.0, edge[1])  # 1 mm beyond the lesion's surface, in the air
+    assert hu[round(row), round(col)] > -400  # skin, not air
+    col, row = geometry.to_px(edge[0] + 20.0, edge[1])
+    assert hu[round(row), round(col)] < -900
+
+
+def test_some_lung_nodules_are_spiculated_and_some_nodes_calcified() -> None:
+    from deeplesion.synth.lesions import CALCIFIED_HU, details
+
+    rng = np.random.default_rng(5)
+    lung = [details("lung", {"look": "solid"}, 8.0, rng) for _ in range(1000)]
+    nodes = [details("abdomen", {"look": "node"}, 8.0, rng) for _ in range(1000)]
+    spiculated = sum("spicules" in d for d in lung) / 1000
+    calcified = sum(d.get("core_hu") == CALCIFIED_HU for d in nodes) / 1000
+    assert 0.35 <= spiculated <= 0.45 and 0.07 <= calcified <= 0.13, (spiculated, calcified)
+    cysts = [details("kidney", {"look": "cyst"}, 8.0, rng) for _ in range(200)]
+    assert not any(cysts)  # no spicules or calcification where the look has none

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 import numpy as np
@@ -56,6 +56,8 @@ class Tissue(IntEnum):
     CSF = 24
     TABLE = 25
     CARTILAGE = 26
+    RENAL_MEDULLA = 27
+    PELVIC_ORGAN = 28
 
 
 PHASES = ("non-contrast", "arterial", "venous")
@@ -93,6 +95,9 @@ TISSUE_HU: dict[Tissue, tuple[float, float, float, float]] = {
     Tissue.CSF: (12.0, 12.0, 12.0, 3.0),
     Tissue.TABLE: (160.0, 160.0, 160.0, 0.0),
     Tissue.CARTILAGE: (130.0, 135.0, 140.0, 10.0),
+    # the medullary pyramids enhance late: dark against the cortex in the arterial phase, close to it later
+    Tissue.RENAL_MEDULLA: (30.0, 80.0, 140.0, 8.0),
+    Tissue.PELVIC_ORGAN: (40.0, 75.0, 85.0, 9.0),  # uterus or prostate, behind the bladder
 }
 ORAL_CONTRAST_HU = 260.0  # bowel content in a study with positive oral contrast
 
@@ -396,6 +401,25 @@ class Loop:
     colon: bool
     heading: float = 0.0  # in-plane direction of the loop's run, radians
     run_mm: float = 0.0  # in-plane length of the loop where it is cut through its middle, mm
+    # (M, 4) gas bubbles in the stool of a colon: u, v in units of the loop's radius, z offset mm, radius mm
+    bubbles: Array = field(default_factory=lambda: np.zeros((0, 4)), repr=False)
+
+
+@dataclass(frozen=True)
+class Wall:
+    """The muscles of the body wall at one height.
+
+    Attributes
+    ----------
+    outer
+        (N, 2) outline of the muscle layer, mm: inside it and outside the cavity is muscle.
+    planes
+        Polylines (M_i, 2) mm of the fat planes between muscle layers (pectoral and intercostal muscles,
+        the three flank muscles).
+    """
+
+    outer: Array
+    planes: list[Array]
 
 
 @dataclass(frozen=True)
@@ -424,6 +448,13 @@ class Body:
         the hilum, more or less steeply through the slice).
     rib_phase
         Per-patient offset of the rib levels, zn.
+    liver_vessels
+        (V, 6) hepatic and portal vessels: u, v (unit disc of the liver section), z mid (mm), half length
+        (mm), radius (mm), in-plane length of their cut in units of their radius (they run out from the
+        IVC and the porta).
+    mesenteric
+        (M, 5) small vessels of the mesentery, running along z through the abdominal and pelvic fat:
+        centre x, y (cavity units), z mid (mm), half length (mm), radius (mm).
     """
 
     height_mm: float
@@ -436,6 +467,8 @@ class Body:
     loops: list[Loop] = field(repr=False)
     vessels: Array = field(repr=False)
     rib_phase: float = 0.0
+    liver_vessels: Array = field(default_factory=lambda: np.zeros((0, 6)), repr=False)
+    mesenteric: Array = field(default_factory=lambda: np.zeros((0, 5)), repr=False)
 
     def zn(self, z: float) -> float:
         """Normalized height of ``z`` mm."""
@@ -467,6 +500,46 @@ class Body:
         outer = self._outline(z, keys)
         inner_a, inner_b = outer.a - self.fat_thickness(z) - 2.0, outer.b - 0.8 * self.fat_thickness(z) - 2.0
         return Section(0.0, -0.04 * outer.b, inner_a * keys[2], inner_b * keys[2], 0.0, outer.harmonics * 0.4)
+
+    def wall(self, z: float) -> Wall:
+        """The body wall's muscles at height ``z``: over the chest, all the room between the cavity and the
+        subcutaneous fat (pectoral, intercostal and back muscles); over the abdomen and pelvis, layers of
+        typical thickness (rectus muscles either side of the front midline, three thin flank muscles, the
+        back muscles), which leave more of the room to fat."""
+        keys = self._body_keys(z)
+        outer = self._outline(z, keys)
+        fat = self.fat_thickness(z)
+        cavity = self.cavity(z)
+        inner = cavity.polygon()
+        direction = inner - np.array([cavity.cx, cavity.cy])
+        direction /= np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-9)[:, None]
+
+        centre = np.array([cavity.cx, cavity.cy])
+        start = np.hypot(*(inner - centre).T)
+
+        def room(limit: Section) -> Array:
+            """How far each cavity vertex can move outward and stay inside ``limit``, mm."""
+            return np.asarray(np.maximum(ray_exit(centre, direction, limit.polygon()) - start, 0.0))
+
+        wobble = outer.harmonics * 0.7
+        chest = room(Section(0.0, 0.0, outer.a - 2.0 - fat, outer.b - 2.0 - 0.8 * fat, 0.0, wobble))
+        phi = np.abs(np.arctan2(direction[:, 0], -direction[:, 1]))  # 0 at the front midline, pi at the back
+        typical = np.interp(phi, [0.0, 0.55, 0.85, 1.9, 2.4, math.pi], [10.0, 10.0, 12.0, 12.0, 15.0, 15.0])
+        skin = room(Section(0.0, 0.0, outer.a - 2.0 - 0.35 * fat, outer.b - 2.0 - 0.3 * fat, 0.0, wobble))
+        abdomen = min(max((self.zn(z) - 0.50) / 0.08, 0.0), 1.0)
+        thickness = (1.0 - abdomen) * chest + abdomen * np.minimum(typical, skin)
+        planes = []
+        order = np.argsort(phi)
+        for side in (-1.0, 1.0):
+            half = order[direction[order, 0] * side > 0]
+            if abdomen > 0.0:
+                lateral = half[(phi[half] > 0.75) & (phi[half] < 2.0)]
+                for depth in (0.35, 0.68):
+                    planes.append(inner[lateral] + (depth * thickness[lateral])[:, None] * direction[lateral])
+            if abdomen < 1.0:
+                front = half[phi[half] < 1.3]
+                planes.append(inner[front] + (0.55 * thickness[front])[:, None] * direction[front])
+        return Wall(inner + thickness[:, None] * direction, [p for p in planes if len(p) >= 2])
 
     def organ(self, name: str, z: float) -> Section | None:
         """Cross-section of organ ``name`` (a key of :data:`ORGANS`) at height ``z``; None outside it."""
@@ -505,6 +578,20 @@ class Body:
             return None
         cavity = self.cavity(z)
         return 0.0, cavity.cy + values[0] * cavity.b, values[1] * math.sqrt(self.width_scale)
+
+
+def ray_exit(origin: Array, directions: Array, polygon: Array) -> Array:
+    """Distance (mm) from ``origin`` (2,) along each of the (N, 2) unit ``directions`` to where the ray
+    leaves the closed ``polygon`` (M, 2); 0 where it does not cross it."""
+    start, edge = polygon, np.roll(polygon, -1, axis=0) - polygon  # (M, 2)
+    offset = start - origin  # (M, 2)
+    # origin + t d = start + s edge, solved for every ray and edge at once (2D cross products)
+    denominator = directions[:, None, 0] * edge[None, :, 1] - directions[:, None, 1] * edge[None, :, 0]
+    safe = np.where(np.abs(denominator) < 1e-12, np.inf, denominator)
+    t = (offset[None, :, 0] * edge[None, :, 1] - offset[None, :, 1] * edge[None, :, 0]) / safe
+    s = (offset[None, :, 0] * directions[:, None, 1] - offset[None, :, 1] * directions[:, None, 0]) / safe
+    hit = (s >= -1e-9) & (s <= 1.0 + 1e-9) & (t > 0.0)  # a ray through a vertex hits both its edges
+    return np.asarray(np.where(hit, t, 0.0).max(axis=1), dtype=np.float64)
 
 
 def random_body(rng: np.random.Generator) -> Body:
@@ -569,6 +656,43 @@ def random_body(rng: np.random.Generator) -> Body:
     )
     # vessels near the hilum (small |u| toward the mediastinum) are thicker
     vessels[:, 5] *= 0.8 + 2.0 * np.clip(1.0 - np.abs(vessels[:, 1] + vessels[:, 0] * 0.6), 0.0, 1.0) ** 2
+    # details added after the lesion statistics were fitted draw from a child generator: spawning does
+    # not advance `rng`, so everything drawn from it afterwards (and every measured number) stays the same
+    detail = rng.spawn(1)[0]
+    loops = [replace(loop, bubbles=_stool_bubbles(loop, detail)) if loop.colon else loop for loop in loops]
+    sigmoid = Loop(
+        float(detail.uniform(0.1, 0.35)),
+        float(detail.uniform(-0.35, -0.05)),
+        float(detail.uniform(0.77, 0.80)) * height,
+        0.035 * height,
+        float(detail.uniform(13.0, 18.0)),
+        0.0,
+        0.0,
+        float(detail.uniform(0.2, 0.8)),
+        True,
+    )
+    loops.append(replace(sigmoid, bubbles=_stool_bubbles(sigmoid, detail)))
+    count = 220
+    mesenteric = np.column_stack(
+        [
+            detail.uniform(-0.6, 0.6, count),
+            detail.uniform(-0.6, 0.3, count),
+            detail.uniform(0.60, 0.84, count) * height,
+            detail.uniform(15.0, 50.0, count),
+            detail.uniform(0.7, 2.0, count),
+        ]
+    )
+    count = 90
+    liver_vessels = np.column_stack(
+        [
+            detail.uniform(-0.9, 0.9, count),
+            detail.uniform(-0.9, 0.9, count),
+            detail.uniform(0.53, 0.68, count) * height,
+            detail.uniform(8.0, 28.0, count),
+            detail.uniform(1.2, 3.2, count),
+            detail.uniform(1.5, 7.0, count),
+        ]
+    )
     return Body(
         height_mm=height,
         width_scale=width,
@@ -580,6 +704,23 @@ def random_body(rng: np.random.Generator) -> Body:
         loops=loops,
         vessels=vessels,
         rib_phase=float(rng.uniform(-0.006, 0.006)),
+        liver_vessels=liver_vessels,
+        mesenteric=mesenteric,
+    )
+
+
+def _stool_bubbles(loop: Loop, rng: np.random.Generator) -> Array:
+    """(M, 4) small gas bubbles that make a colon's stool mottled (u, v in the loop's radius, z offset mm,
+    radius mm)."""
+    count = int(rng.integers(30, 60))
+    angle, radius = rng.uniform(0.0, 2.0 * math.pi, count), 0.75 * np.sqrt(rng.random(count))
+    return np.column_stack(
+        [
+            radius * np.cos(angle),
+            radius * np.sin(angle),
+            rng.uniform(-1.0, 1.0, count) * loop.half_length,
+            rng.uniform(1.0, 3.5, count),
+        ]
     )
 
 

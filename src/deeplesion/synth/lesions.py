@@ -250,6 +250,41 @@ def appearance(kind: str, rng: np.random.Generator) -> dict[str, Any]:
     return out
 
 
+P_SPICULATED = 0.4
+"""Share of solid and part-solid lung lesions with spicules."""
+P_CALCIFIED_NODE = 0.1
+"""Share of lymph nodes with a calcified core."""
+P_CALCIFIED_GRANULOMA = 0.06
+"""Share of solid lung nodules with a calcified core (granulomas)."""
+CALCIFIED_HU = (480.0, 480.0, 480.0)
+
+
+def details(kind: str, look: dict[str, Any], radius_mm: float, rng: np.random.Generator) -> dict[str, Any]:
+    """Spicules and calcification for a lesion of ``kind`` with appearance ``look`` (see
+    :func:`appearance`) and in-plane semi-axis ``radius_mm``: the fields of
+    :class:`~deeplesion.synth.phantom.Lesion3D` to change."""
+    out: dict[str, Any] = {}
+    if kind == "lung" and look["look"] in ("solid", "part-solid") and rng.random() < P_SPICULATED:
+        count = int(rng.integers(6, 15))
+        directions = rng.standard_normal((count, 3))
+        directions[:, 2] *= 0.5  # mostly in the axial plane, where they show
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        lengths = np.minimum(rng.uniform(0.4, 1.0, count) * radius_mm, 14.0) + 2.0
+        out["spicules"] = tuple(
+            tuple(float(v) for v in (*d, n)) for d, n in zip(directions, lengths, strict=True)
+        )
+    calcified = (
+        P_CALCIFIED_NODE
+        if look["look"] == "node"
+        else P_CALCIFIED_GRANULOMA
+        if kind == "lung" and look["look"] == "solid"
+        else 0.0
+    )
+    if rng.random() < calcified:
+        out.update(core_hu=CALCIFIED_HU, core_fraction=float(rng.uniform(0.2, 0.4)))
+    return out
+
+
 def make_lesion(
     body: Body,
     kind: str,
@@ -302,7 +337,11 @@ def make_lesion(
     centre = centres[0]
     if herd is not None:
         centre = centres[herd.choose(kind, [normalized_location(body, *c) for c in centres], weight)]
-    return Lesion3D(centre, (a, b, c), draft.angle, kind, bumps=bumps, **appearance(kind, rng))
+    look = appearance(kind, rng)
+    # spicules and calcifications came after the statistics were fitted: a child generator draws them
+    # (spawning does not advance `rng`, so the plan and its measured numbers stay as they were)
+    look.update(details(kind, look, max(a, b), rng.spawn(1)[0]))
+    return Lesion3D(centre, (a, b, c), draft.angle, kind, bumps=bumps, **look)
 
 
 def _unit(rng: np.random.Generator) -> tuple[float, float, float]:

@@ -162,6 +162,10 @@ class Lesion3D:
         normalized radius ``1 + sum amplitude * cos(frequency * direction . n + phase)``.
     texture
         Amplitude of the lesion's internal texture, HU.
+    spicules
+        (K, 4) thin strands reaching out from the surface: unit direction (3, body frame) and length
+        beyond the surface, mm. They are painted but are not part of the lesion's mask: RECIST measures
+        the solid part.
     """
 
     center: tuple[float, float, float]
@@ -176,6 +180,7 @@ class Lesion3D:
     core_fraction: float = 0.5
     bumps: tuple[tuple[float, ...], ...] = ()
     texture: float = 6.0
+    spicules: tuple[tuple[float, float, float, float], ...] = ()
 
     def scaled(self, factor: float) -> Lesion3D:
         """The same lesion grown (factor > 1) or shrunk about its centre."""
@@ -377,8 +382,39 @@ def _paint_lesions(
         if lesion.look == "lytic":  # a few bone fragments remain inside a lytic lesion
             values[(s > 0.55) & (s < 0.62)] = 600.0
         region = base[rows, cols]
+        # where a lesion near the skin reaches past the body, it lifts the skin over it
+        outside = region == series.hu_table[Tissue.AIR]
+        skin = outside & (s > 1.0) & (s <= 1.0 + 2.0 / max(min(lesion.semi_axes[:2]), 1.0))
+        region[skin] = series.hu_table[Tissue.SKIN]
         region[inside] = values[inside]
         amplitude[rows, cols][inside] = lesion.texture
+        if lesion.spicules:
+            _paint_spicules(base, lesion, series.geometry, z, float(lesion.hu[phase]))
+
+
+def _paint_spicules(
+    base: npt.NDArray[np.float32], lesion: Lesion3D, geometry: SliceGeometry, z: float, hu: float
+) -> None:
+    """Draw the parts of the lesion's spicules that pass within 1.5 mm of height ``z``: 2 px wide near
+    the surface, 1 px further out."""
+    import cv2
+
+    cos, sin = math.cos(lesion.angle), math.sin(lesion.angle)
+    a, b, c = lesion.semi_axes
+    steps = np.linspace(0.0, 1.0, 12)
+    for dx, dy, dz, length in lesion.spicules:
+        du, dv = dx * cos + dy * sin, -dx * sin + dy * cos
+        start = 0.85 / math.sqrt((du / a) ** 2 + (dv / b) ** 2 + (dz / c) ** 2)  # just inside the surface
+        reach = start + steps * (length + 0.15 * start)
+        heights = lesion.center[2] + reach * dz
+        near = np.abs(heights - z) < 1.5
+        if near.sum() < 2:
+            continue
+        points = np.column_stack([lesion.center[0] + reach * dx, lesion.center[1] + reach * dy])[near]
+        px = np.rint(geometry.points_to_px(points) * SCALE).astype(np.int32)
+        half = max(len(px) // 2, 2)
+        cv2.polylines(base, [px[:half]], False, hu, 2, cv2.LINE_8, SHIFT)
+        cv2.polylines(base, [px[half - 1 :]], False, hu, 1, cv2.LINE_8, SHIFT)
 
 
 class Canvas:
@@ -394,8 +430,6 @@ class Canvas:
 
     def section(self, section: Section | None, tissue: Tissue, *, inset_mm: float = 0.0) -> None:
         """Fill a cross-section (shrunk by ``inset_mm`` on every side)."""
-        import cv2
-
         if section is None:
             return
         if inset_mm:
@@ -409,7 +443,13 @@ class Canvas:
                 section.angle,
                 section.harmonics,
             )
-        cv2.fillPoly(self.labels, [self._px(section.polygon())], int(tissue), cv2.LINE_8, SHIFT)
+        self.polygon(section.polygon(), tissue)
+
+    def polygon(self, points: npt.NDArray[np.float64], tissue: Tissue) -> None:
+        """Fill the closed polygon through (N, 2) points mm."""
+        import cv2
+
+        cv2.fillPoly(self.labels, [self._px(points)], int(tissue), cv2.LINE_8, SHIFT)
 
     def circle(self, x: float, y: float, radius: float, tissue: Tissue) -> None:
         """Fill a disc of ``radius`` mm."""
@@ -461,14 +501,15 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     _draw_table(canvas, outline, geometry)
     canvas.section(outline, Tissue.SKIN)
     canvas.section(outline, Tissue.FAT, inset_mm=2.0)
-    fat = body.fat_thickness(z)
-    muscle = Section(
-        0.0, 0.0, outline.a - 2.0 - fat, outline.b - 2.0 - 0.8 * fat, 0.0, outline.harmonics * 0.7
-    )
-    if muscle.a > 5.0 and muscle.b > 5.0:
-        canvas.section(muscle, Tissue.MUSCLE)
+    wall = body.wall(z)
+    canvas.polygon(wall.outer, Tissue.MUSCLE)
+    for plane in wall.planes:
+        canvas.line(plane, 1.5, Tissue.FAT)
+    if zn > 0.52:  # the linea alba: a fat seam between the two rectus muscles
+        canvas.line(np.array([[0.0, cavity.cy], [0.0, -outline.b]]), 2.5, Tissue.FAT)
     _draw_shoulders(canvas, outline, zn)
     canvas.section(cavity, Tissue.VISCERAL_FAT)
+    _draw_mesenteric_vessels(canvas, body, z, cavity)
     for name in (
         "psoas_R",
         "psoas_L",
@@ -549,20 +590,23 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             _draw_bowel_run(canvas, loop, x, y, r, math.sqrt(1.0 - t * t) * loop.run_mm, z)
             continue
         canvas.circle(x, y, r, Tissue.BOWEL_WALL)
-        canvas.circle(x, y, r - 2.2, Tissue.BOWEL_CONTENT)
-        if loop.gas > 0.0:
-            # gas rises to the front (smaller y); a colon holds mottled stool around it
-            gas_r = (r - 2.2) * (0.55 + 0.4 * loop.gas)
-            canvas.circle(x, y - (r - 2.2 - gas_r), gas_r, Tissue.GAS)
-            if loop.colon:
-                for k in range(3):
-                    angle = k * 2.1 + z * 0.05
-                    canvas.circle(
-                        x + 0.4 * gas_r * math.cos(angle),
-                        y + 0.4 * gas_r * math.sin(angle),
-                        0.25 * gas_r,
-                        Tissue.BOWEL_CONTENT,
-                    )
+        inner = r - 2.2
+        canvas.circle(x, y, inner, Tissue.BOWEL_CONTENT)
+        if loop.gas > 0.0 and inner > 1.0:
+            # gas rises to the front (smaller y) above a flat level: the lumen's circle cut by a chord
+            level = y - inner + 2.0 * inner * (0.3 + 0.45 * loop.gas)
+            ring = np.column_stack([x + inner * np.cos(_RING), np.minimum(y + inner * np.sin(_RING), level)])
+            canvas.polygon(ring, Tissue.GAS)
+        if len(loop.bubbles):  # stool: content mottled with small bubbles of gas
+            dz = z - (loop.z_mid + loop.bubbles[:, 2])
+            seen = np.abs(dz) < loop.bubbles[:, 3]
+            for u, v, d, radius in zip(
+                *loop.bubbles[seen].T[[0, 1]], dz[seen], loop.bubbles[seen, 3], strict=True
+            ):
+                canvas.circle(x + u * inner, y + v * inner, math.sqrt(radius * radius - d * d), Tissue.GAS)
+
+
+_RING = np.linspace(0.0, 2.0 * math.pi, 32, endpoint=False)
 
 
 def _draw_bowel_run(
@@ -588,7 +632,10 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
         canvas.section(stomach, Tissue.BOWEL_CONTENT, inset_mm=3.0)
         gas = Section(stomach.cx, stomach.cy - 0.45 * stomach.b, stomach.a * 0.6, stomach.b * 0.45)
         canvas.section(gas, Tissue.GAS)
-    canvas.section(body.organ("liver", z), Tissue.LIVER)
+    liver = body.organ("liver", z)
+    if liver is not None:
+        canvas.section(liver, Tissue.LIVER)
+        _draw_liver_vessels(canvas, body, z, liver)
     canvas.section(body.organ("gallbladder", z), Tissue.BILE)
     canvas.section(body.organ("spleen", z), Tissue.SPLEEN)
     canvas.section(body.organ("pancreas", z), Tissue.PANCREAS)
@@ -596,6 +643,7 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
         kidney = body.organ(name, z)
         if kidney is not None:
             canvas.section(kidney, Tissue.KIDNEY)
+            _draw_pyramids(canvas, kidney)
             sinus = Section(
                 kidney.cx - 0.25 * kidney.a * (1 if kidney.cx > 0 else -1),
                 kidney.cy,
@@ -606,8 +654,65 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
             canvas.section(sinus, Tissue.RENAL_SINUS)
     bladder = body.organ("bladder", z)
     if bladder is not None:
+        # the uterus or prostate sits behind the bladder, between it and the rectum
+        behind = Section(bladder.cx, bladder.cy + 1.05 * bladder.b, 0.55 * bladder.a, 0.5 * bladder.b)
+        canvas.section(behind, Tissue.PELVIC_ORGAN)
         canvas.section(bladder, Tissue.BOWEL_WALL)
         canvas.section(bladder, Tissue.URINE, inset_mm=2.5)
+
+
+def _draw_mesenteric_vessels(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
+    """Small vessels cut across in the abdominal and pelvic fat (organs and bowel are drawn over them)."""
+    rows = body.mesenteric
+    near = rows[np.abs(rows[:, 2] - z) < rows[:, 3]]
+    for cx, cy, _, _, radius in near:
+        canvas.circle(cx * cavity.a, cavity.cy + cy * cavity.b, radius, Tissue.VEIN)
+
+
+def _draw_liver_vessels(canvas: Canvas, body: Body, z: float, liver: Section) -> None:
+    """Hepatic and portal veins: streaks that run out from the IVC (or the liver's medial side), thicker
+    near it; brighter than the liver with contrast, darker without."""
+    rows = body.liver_vessels
+    near = rows[np.abs(rows[:, 2] - z) < rows[:, 3]]
+    if not len(near):
+        return
+    t = (z - near[:, 2]) / near[:, 3]
+    xs = liver.cx + near[:, 0] * liver.a * 0.9
+    ys = liver.cy + near[:, 1] * liver.b * 0.9
+    ivc = body.vessel("ivc", z)
+    side = 1.0 if liver.cx < 0 else -1.0
+    hub_x, hub_y = (ivc[0], ivc[1]) if ivc is not None else (liver.cx + side * 0.8 * liver.a, liver.cy)
+    dx, dy = xs - hub_x, ys - hub_y
+    distance = np.maximum(np.hypot(dx, dy), 1e-6)
+    radii = near[:, 4] * np.sqrt(1.0 - t * t) * (1.0 + 1.2 * np.clip(1.0 - distance / 70.0, 0.0, 1.0))
+    half = 0.5 * radii * near[:, 5]
+    inside = liver.contains(xs, ys)
+    along = np.column_stack([dx / distance * half, dy / distance * half])[inside]
+    centres = np.column_stack([xs, ys])[inside]
+    canvas.segments(centres - along, centres + along, 2.0 * radii[inside], Tissue.VEIN)
+
+
+def _draw_pyramids(canvas: Canvas, kidney: Section) -> None:
+    """The medullary pyramids: small ellipses in a fan between the cortex and the renal sinus (not in the
+    poles, where a slice cuts mostly cortex)."""
+    if min(kidney.a, kidney.b) < 12.0:
+        return
+    hilum = -1.0 if kidney.cx > 0 else 1.0  # the sinus opens toward the midline
+    cos, sin = math.cos(kidney.angle), math.sin(kidney.angle)
+    for fan in np.linspace(-1.6, 1.6, 5):
+        # angle 0 points away from the hilum, in the kidney's own axes
+        u, v = -hilum * math.cos(fan), math.sin(fan)
+        cu, cv = 0.42 * kidney.a * u - 0.1 * hilum * kidney.a, 0.5 * kidney.b * v
+        canvas.section(
+            Section(
+                kidney.cx + cu * cos - cv * sin,
+                kidney.cy + cu * sin + cv * cos,
+                0.34 * min(kidney.a, kidney.b),
+                0.2 * min(kidney.a, kidney.b),
+                kidney.angle + math.atan2(v * kidney.b, u * kidney.a),
+            ),
+            Tissue.RENAL_MEDULLA,
+        )
 
 
 def _draw_chest(canvas: Canvas, body: Body, z: float, zn: float) -> None:
@@ -684,6 +789,14 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
     for section in bone_sections(body, z)[1 if spine is not None else 0 :]:
         canvas.section(section, Tissue.CORTICAL)
         canvas.section(section, Tissue.TRABECULAR, inset_mm=2.5)
+    if 0.72 <= zn <= 0.82:  # the sacral canal, near the sacrum's back (its outline is in bone_sections)
+        scale = math.sin(math.pi * (zn - 0.72) / 0.10)
+        half_width, half_depth = 0.34 * cavity.a * scale + 1.0, 0.16 * cavity.b
+        if half_width > 12.0:
+            canal = Section(
+                0.0, cavity.cy + 0.70 * cavity.b + 0.4 * half_depth, 0.14 * half_width, 0.3 * half_depth
+            )
+            canvas.section(canal, Tissue.CSF)
     if 0.83 <= zn <= 0.90:  # ischial bones behind the hip joints
         for side in (-1.0, 1.0):
             ischium = Section(side * 0.42 * cavity.a, cavity.cy + 0.55 * cavity.b, 12.0, 16.0, side * 0.4)
