@@ -325,3 +325,20 @@ def test_some_lung_nodules_are_spiculated_and_some_nodes_calcified() -> None:
     assert 0.35 <= spiculated <= 0.45 and 0.07 <= calcified <= 0.13, (spiculated, calcified)
     cysts = [details("kidney", {"look": "cyst"}, 8.0, rng) for _ in range(200)]
     assert not any(cysts)  # no spicules or calcification where the look has none
+
+
+def test_women_have_breasts_in_front_of_the_chest() -> None:
+    from dataclasses import replace
+
+    plans = plan_release(12, 3)
+    assert {p.sex for p in plans} == {"M", "F"}
+    assert all((p.body.breast_mm > 0.0) == (p.sex == "F") for p in plans)
+    body = random_body(np.random.default_rng(11))
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    z = 0.44 * body.height_mm
+    assert not (render_labels(body, geometry, z) == Tissue.GLAND).any()
+    labels = render_labels(replace(body, breast_mm=30.0), geometry, z)
+    rows, _ = np.nonzero(labels == Tissue.GLAND)
+    assert len(rows) > 200
+    front = geometry.to_px(0.0, -body.outline(z).b)[1]  # the row of the body's front at the midline
+    assert np.median(rows) < front + 40  # at the front of the chest, not inside it

@@ -58,6 +58,7 @@ class Tissue(IntEnum):
     CARTILAGE = 26
     RENAL_MEDULLA = 27
     PELVIC_ORGAN = 28
+    GLAND = 29
 
 
 PHASES = ("non-contrast", "arterial", "venous")
@@ -98,6 +99,7 @@ TISSUE_HU: dict[Tissue, tuple[float, float, float, float]] = {
     # the medullary pyramids enhance late: dark against the cortex in the arterial phase, close to it later
     Tissue.RENAL_MEDULLA: (30.0, 80.0, 140.0, 8.0),
     Tissue.PELVIC_ORGAN: (40.0, 75.0, 85.0, 9.0),  # uterus or prostate, behind the bladder
+    Tissue.GLAND: (25.0, 32.0, 38.0, 14.0),  # fibroglandular breast tissue
 }
 ORAL_CONTRAST_HU = 260.0  # bowel content in a study with positive oral contrast
 
@@ -455,6 +457,8 @@ class Body:
     mesenteric
         (M, 5) small vessels of the mesentery, running along z through the abdominal and pelvic fat:
         centre x, y (cavity units), z mid (mm), half length (mm), radius (mm).
+    breast_mm
+        How far the breasts stand out from the chest wall, mm (0: none; the release gives women 12-40).
     """
 
     height_mm: float
@@ -469,6 +473,7 @@ class Body:
     rib_phase: float = 0.0
     liver_vessels: Array = field(default_factory=lambda: np.zeros((0, 6)), repr=False)
     mesenteric: Array = field(default_factory=lambda: np.zeros((0, 5)), repr=False)
+    breast_mm: float = 0.0
 
     def zn(self, z: float) -> float:
         """Normalized height of ``z`` mm."""

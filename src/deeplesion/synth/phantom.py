@@ -499,8 +499,15 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     outline = body.outline(z)
     cavity = body.cavity(z)
     _draw_table(canvas, outline, geometry)
+    breasts = _breasts(body, outline, zn)
+    for breast in breasts:
+        canvas.section(breast, Tissue.SKIN)
     canvas.section(outline, Tissue.SKIN)
     canvas.section(outline, Tissue.FAT, inset_mm=2.0)
+    for breast in breasts:  # fat again over the body's skin line at the breast's base, then the gland
+        canvas.section(breast, Tissue.FAT, inset_mm=2.0)
+        gland = Section(breast.cx, breast.cy + 0.15 * breast.b, 0.55 * breast.a, 0.5 * breast.b, breast.angle)
+        canvas.section(gland, Tissue.GLAND)
     wall = body.wall(z)
     canvas.polygon(wall.outer, Tissue.MUSCLE)
     for plane in wall.planes:
@@ -543,6 +550,23 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     _draw_airways(canvas, body, z)
     _draw_bones(canvas, body, z, zn, cavity)
     return labels
+
+
+def _breasts(body: Body, outline: Section, zn: float) -> list[Section]:
+    """The breasts at normalized height ``zn``: ellipses on the front of the chest, standing out
+    up to 0.7 ``body.breast_mm`` at their middle height (none for a body without)."""
+    if body.breast_mm <= 0.0 or not 0.37 <= zn <= 0.50:
+        return []
+    depth = body.breast_mm * math.sin(math.pi * (zn - 0.37) / 0.13)
+    if depth < 3.0:
+        return []
+    sections = []
+    for side in (-1.0, 1.0):
+        x = side * 0.45 * outline.a
+        # the front of the outline at x (its ellipse without the wobble is close enough for a base)
+        y = -outline.b * math.sqrt(max(1.0 - 0.45**2, 0.0))
+        sections.append(Section(x, y + 0.3 * depth, 1.3 * depth + 25.0, depth, side * 0.35))
+    return sections
 
 
 def _draw_table(canvas: Canvas, outline: Section, geometry: SliceGeometry) -> None:

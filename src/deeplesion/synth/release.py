@@ -23,7 +23,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ options give other images or rows (1: v0.1's schematic phantom; 2: the realistic
 dealt by rows and locations herded to the real means, bone lesions also in the sternum and femoral
 heads, larger lungs with vessel streaks, the spine further forward, small bowel as curved runs; 5: same
 plans and rows, richer images: layered body wall, liver and mesenteric vessels, renal pyramids, colon
-stool with air-fluid levels, a sigmoid colon, uterus or prostate, sacral canal; spiculated lung nodules,
+stool with air-fluid levels, a sigmoid colon, uterus or prostate, sacral canal, breasts; spiculated lung nodules,
 calcified nodes and granulomas, skin lifted over lesions that reach past it).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
@@ -231,6 +231,8 @@ def _plan_patient(
     rng = np.random.default_rng([seed, index])
     body = random_body(rng)
     sex = str(rng.choice(["M", "F"]))
+    if sex == "F":  # a child generator: spawning leaves `rng`, and so the plan, as it was
+        body = replace(body, breast_mm=float(rng.spawn(1)[0].uniform(12.0, 40.0)))
     studies = int(rng.choice(STUDY_COUNTS, p=STUDY_COUNT_WEIGHTS))
     count = 1 + min(int(rng.poisson(EXTRA_LESIONS_MEAN)), 11)
     plan = PatientPlan(index, body, sex, split, [])
