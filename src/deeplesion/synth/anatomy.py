@@ -677,27 +677,14 @@ def random_body(rng: np.random.Generator) -> Body:
         True,
     )
     loops.append(replace(sigmoid, bubbles=_stool_bubbles(sigmoid, detail)))
-    count = 220
-    mesenteric = np.column_stack(
-        [
-            detail.uniform(-0.6, 0.6, count),
-            detail.uniform(-0.6, 0.3, count),
-            detail.uniform(0.60, 0.84, count) * height,
-            detail.uniform(15.0, 50.0, count),
-            detail.uniform(0.7, 2.0, count),
-        ]
+    mesenteric = _uniform_columns(
+        detail, 220, [(-0.6, 0.6), (-0.6, 0.3), (0.60, 0.84), (15.0, 50.0), (0.7, 2.0)]
     )
-    count = 90
-    liver_vessels = np.column_stack(
-        [
-            detail.uniform(-0.9, 0.9, count),
-            detail.uniform(-0.9, 0.9, count),
-            detail.uniform(0.53, 0.68, count) * height,
-            detail.uniform(8.0, 28.0, count),
-            detail.uniform(1.2, 3.2, count),
-            detail.uniform(1.5, 7.0, count),
-        ]
+    mesenteric[:, 2] *= height
+    liver_vessels = _uniform_columns(
+        detail, 90, [(-0.9, 0.9), (-0.9, 0.9), (0.53, 0.68), (8.0, 28.0), (1.2, 3.2), (1.5, 7.0)]
     )
+    liver_vessels[:, 2] *= height
     return Body(
         height_mm=height,
         width_scale=width,
@@ -712,6 +699,11 @@ def random_body(rng: np.random.Generator) -> Body:
         liver_vessels=liver_vessels,
         mesenteric=mesenteric,
     )
+
+
+def _uniform_columns(rng: np.random.Generator, count: int, bounds: Sequence[tuple[float, float]]) -> Array:
+    """(count, len(bounds)) uniform draws, one column per (low, high), drawn column after column."""
+    return np.column_stack([rng.uniform(low, high, count) for low, high in bounds])
 
 
 def _stool_bubbles(loop: Loop, rng: np.random.Generator) -> Array:

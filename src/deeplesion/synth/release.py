@@ -74,8 +74,8 @@ options give other images or rows (1: v0.1's schematic phantom; 2: the realistic
 dealt by rows and locations herded to the real means, bone lesions also in the sternum and femoral
 heads, larger lungs with vessel streaks, the spine further forward, small bowel as curved runs; 5: same
 plans and rows, richer images: layered body wall, liver and mesenteric vessels, renal pyramids, colon
-stool with air-fluid levels, a sigmoid colon, uterus or prostate, sacral canal, breasts; spiculated lung nodules,
-calcified nodes and granulomas, skin lifted over lesions that reach past it).
+stool with air-fluid levels, a sigmoid colon, uterus or prostate, sacral canal, breasts; spiculated
+lung nodules, calcified nodes and granulomas, skin lifted over lesions that reach past it).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
