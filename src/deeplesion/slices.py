@@ -152,7 +152,18 @@ def encode_slice(hu: npt.NDArray[np.integer], *, compression: int = PNG_COMPRESS
     """(H, W) integer HU -> bytes of a 16-bit grey PNG in the release's encoding (``HU + 32768``)."""
     import cv2
 
-    ok, buffer = cv2.imencode(".png", hu_to_png(hu), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    # CT noise leaves little for zlib to find: OpenCV's default (adaptive filter per row, default
+    # strategy) spends 8-13 ms on a 512x512 slice, the SUB filter with run-length matching 4-5 ms for
+    # files within 3% of the size (real and synthetic slices, levels 1 and 3; measured 2026-12-02).
+    parameters = [
+        cv2.IMWRITE_PNG_COMPRESSION,
+        compression,
+        cv2.IMWRITE_PNG_FILTER,
+        cv2.IMWRITE_PNG_FILTER_SUB,
+        cv2.IMWRITE_PNG_STRATEGY,
+        cv2.IMWRITE_PNG_STRATEGY_RLE,
+    ]
+    ok, buffer = cv2.imencode(".png", hu_to_png(hu), parameters)
     if not ok:
         raise ImageError("OpenCV could not encode the slice as PNG")
     return bytes(buffer)
