@@ -342,3 +342,51 @@ def test_women_have_breasts_in_front_of_the_chest() -> None:
     assert len(rows) > 200
     front = geometry.to_px(0.0, -body.outline(z).b)[1]  # the row of the body's front at the midline
     assert np.median(rows) < front + 40  # at the front of the chest, not inside it
+
+
+def test_ribs_differ_from_each_other_and_stay_outside_the_lungs() -> None:
+    from dataclasses import replace
+
+    import cv2
+
+    from deeplesion.synth.phantom import Canvas, _draw_ribs
+
+    body = random_body(np.random.default_rng(11))
+    assert (body.ribs.std(axis=0) > 0.0).all()  # start, depth, thickness, height, descent: one per rib
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    areas = []
+    for zn in (0.42, 0.46, 0.50):
+        z = zn * body.height_mm
+        labels = np.zeros((512, 512), dtype=np.uint8)
+        _draw_ribs(Canvas(labels, geometry), body, z, body.cavity(z))
+        rib = labels == Tissue.CORTICAL
+        rows, columns = np.nonzero(rib)
+        x, y = geometry.to_body(columns.astype(float), rows.astype(float))
+        cavity = body.cavity(z)  # less a pixel for the rasterized edge
+        inner = replace(cavity, a=cavity.a - 0.8, b=cavity.b - 0.8)
+        assert not inner.contains(x, y).any()  # in the chest wall, never over the lungs
+        count, _, stats, _ = cv2.connectedComponentsWithStats(rib.astype(np.uint8))
+        assert count - 1 >= 6  # a ring of rib cuts
+        areas.extend(stats[1:, cv2.CC_STAT_AREA])
+    assert np.std(areas) / np.mean(areas) > 0.3  # short oblique cuts and long flat ones, not one dash
+
+
+def test_pelvis_has_bone_at_every_height_and_the_iliac_wings_open_forward() -> None:
+    from deeplesion.synth.anatomy import iliac_wing
+
+    body = random_body(np.random.default_rng(11))
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    for zn in np.arange(0.70, 0.895, 0.005):  # iliac wings, the bone above the hip sockets, the hips
+        z = zn * body.height_mm
+        labels = render_labels(body, geometry, z)
+        half = 0.4 * body.cavity(z).a / 0.8  # pixels from the midline
+        bone = np.isin(labels, (Tissue.CORTICAL, Tissue.TRABECULAR))
+        centre = geometry.to_px(0.0, 0.0)[0]
+        for columns in (slice(0, int(centre - half)), slice(int(centre + half), 512)):
+            assert bone[:, columns].sum() > 100, f"no pelvic bone at zn {zn:.3f}"
+    z = 0.74 * body.height_mm
+    for side in (-1.0, 1.0):
+        wing = iliac_wing(body.cavity(z), side, 0.74)
+        ends = wing.polygon()[[0, len(wing.polygon()) // 2]]  # the two ends of the long axis
+        back, front = ends[np.argmax(ends[:, 1])], ends[np.argmin(ends[:, 1])]
+        assert abs(back[0]) < abs(front[0])  # back end by the sacrum, front end lateral

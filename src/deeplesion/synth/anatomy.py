@@ -459,6 +459,10 @@ class Body:
         centre x, y (cavity units), z mid (mm), half length (mm), radius (mm).
     breast_mm
         How far the breasts stand out from the chest wall, mm (0: none; the release gives women 12-40).
+    ribs
+        (2 * RIB_LEVELS, 5) one row per rib (right side's 12, then the left's): offset of its start height
+        (mm), of its arc outside the cavity (mm), its thickness in the slice plane (mm), half its height
+        along z (mm), and a factor on how far it descends from back to front.
     """
 
     height_mm: float
@@ -474,6 +478,7 @@ class Body:
     liver_vessels: Array = field(default_factory=lambda: np.zeros((0, 6)), repr=False)
     mesenteric: Array = field(default_factory=lambda: np.zeros((0, 5)), repr=False)
     breast_mm: float = 0.0
+    ribs: Array = field(default_factory=lambda: _standard_ribs(), repr=False)
 
     def zn(self, z: float) -> float:
         """Normalized height of ``z`` mm."""
@@ -685,6 +690,9 @@ def random_body(rng: np.random.Generator) -> Body:
         detail, 90, [(-0.9, 0.9), (-0.9, 0.9), (0.53, 0.68), (8.0, 28.0), (1.2, 3.2), (1.5, 7.0)]
     )
     liver_vessels[:, 2] *= height
+    ribs = _uniform_columns(
+        detail, 2 * RIB_LEVELS, [(-5.0, 5.0), (3.0, 10.0), (6.0, 9.5), (3.0, 5.0), (0.85, 1.15)]
+    )
     return Body(
         height_mm=height,
         width_scale=width,
@@ -698,7 +706,13 @@ def random_body(rng: np.random.Generator) -> Body:
         rib_phase=float(rng.uniform(-0.006, 0.006)),
         liver_vessels=liver_vessels,
         mesenteric=mesenteric,
+        ribs=ribs,
     )
+
+
+def _standard_ribs() -> Array:
+    """(2 * RIB_LEVELS, 5) ribs all alike (see :attr:`Body.ribs`)."""
+    return np.tile([0.0, 6.0, 9.0, 3.5, 1.0], (2 * RIB_LEVELS, 1))
 
 
 def _uniform_columns(rng: np.random.Generator, count: int, bounds: Sequence[tuple[float, float]]) -> Array:
@@ -819,7 +833,7 @@ def bone_sections(body: Body, z: float) -> list[Section]:
         sections.append(
             Section(0.0, cavity.cy + 0.70 * cavity.b, 0.34 * cavity.a * scale + 1.0, 0.16 * cavity.b)
         )
-    if 0.70 <= zn <= 0.79:
+    if 0.70 <= zn <= 0.82:
         for side in (-1.0, 1.0):
             sections.append(iliac_wing(cavity, side, zn))
     if 0.38 <= zn <= 0.53:
@@ -838,12 +852,24 @@ def femoral_heads(body: Body, z: float) -> list[tuple[float, float, float]]:
 
 
 def iliac_wing(cavity: Section, side: float, zn: float) -> Section:
-    """The iliac wing of one side as a thin, tilted plate (cross-section of the flaring bone)."""
-    grow = math.sin(math.pi * (zn - 0.70) / 0.09)
+    """The ilium of one side (zn 0.70-0.82): above zn 0.76 a thin plate flaring forward and outward from
+    the sacroiliac joint (its back end by the sacrum's side, its front end lateral), below it the plate
+    shortens and thickens into the bone above the hip socket."""
+    flare = -side * math.radians(55.0)  # front end outward: the pelvis opens forward like a V
+    if zn <= 0.76:
+        grow = math.sin(0.5 * math.pi * max(zn - 0.70, 0.0) / 0.06)
+        return Section(
+            side * 0.66 * cavity.a,
+            cavity.cy + 0.25 * cavity.b,
+            0.36 * cavity.a * (0.5 + 0.5 * grow),
+            7.0 + 4.0 * grow,
+            flare,
+        )
+    t = min((zn - 0.76) / 0.06, 1.0)
     return Section(
-        side * 0.62 * cavity.a,
-        cavity.cy + 0.25 * cavity.b,
-        0.36 * cavity.a * (0.5 + 0.5 * grow),
-        9.0 + 4.0 * grow,
-        side * math.radians(55.0),
+        side * (0.66 - 0.01 * t) * cavity.a,
+        cavity.cy + (0.25 - 0.17 * t) * cavity.b,
+        0.36 * cavity.a * (1.0 - t) + 20.0 * t,
+        11.0 + 7.0 * t,
+        flare * (1.0 - 0.7 * t),
     )

@@ -835,29 +835,35 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
 
 def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     """Twelve ribs per side, each a curve that descends from the spine to the front: an axial slice cuts
-    each rib where the curve passes its height, so a few short segments show around the chest wall."""
-    phi = np.linspace(0.15, 0.95 * math.pi, 48)
-    drop = 0.11 * body.height_mm
+    each rib where the curve passes within half the rib's height of the slice, so a few segments show
+    around the chest wall, longer where the rib runs flat. Each rib has its own start, depth in the wall,
+    thickness, height and descent (:attr:`Body.ribs`); cortex around marrow."""
+    phi = np.linspace(0.15, 0.95 * math.pi, 64)
     for level in range(RIB_LEVELS):
-        z0 = (0.365 + level * 0.0205 + body.rib_phase) * body.height_mm
-        if not z0 - 10.0 < z < z0 + drop + 10.0:
-            continue
-        heights = z0 + drop * (phi / math.pi) ** 1.4
-        end = 0.85 if level < 7 else 0.72 - 0.05 * (level - 7)
-        hit = np.abs(heights - z) < 3.5
-        if not hit.any():
-            continue
-        for side in (-1.0, 1.0):
-            xs = side * (cavity.a + 6.0) * np.sin(phi)
-            ys = cavity.cy + (cavity.b + 6.0) * np.cos(phi)
+        for index, side in enumerate((1.0, -1.0)):
+            dz, offset, thickness, half_height, descent = body.ribs[index * RIB_LEVELS + level]
+            z0 = (0.365 + level * 0.0205 + body.rib_phase) * body.height_mm + dz
+            drop = 0.11 * body.height_mm * descent
+            if not z0 - 10.0 < z < z0 + drop + 10.0:
+                continue
+            # the rib's height falls monotonically from back to front, so the hits are one run
+            hit = np.abs(z0 + drop * (phi / math.pi) ** 1.4 - z) < half_height
+            if not hit.any():
+                continue
+            end = 0.85 if level < 7 else 0.72 - 0.05 * (level - 7)
+            # the arc leaves the spine close to the cavity and sits deeper in the wall at the sides
+            # (never less than half its thickness plus 1.5 mm: the rib stays outside the lungs)
+            depth = np.maximum(offset * (0.6 + 0.4 * np.sin(phi)), 0.5 * thickness + 1.5)
+            xs = side * (cavity.a + depth) * np.sin(phi)
+            ys = cavity.cy + (cavity.b + depth) * np.cos(phi)
             points = np.column_stack([xs, ys])
             bone = hit & (phi <= end * math.pi)
             cartilage = hit & (phi > end * math.pi) & (level < 7)
-            for mask, tissue in ((bone, Tissue.CORTICAL), (cartilage, Tissue.CARTILAGE)):
-                if mask.any():
-                    canvas.line(points[mask], 9.0, tissue)
+            if cartilage.any():
+                canvas.line(points[cartilage], 0.8 * thickness, Tissue.CARTILAGE)
             if bone.any():
-                canvas.line(points[bone], 4.0, Tissue.TRABECULAR)
+                canvas.line(points[bone], thickness, Tissue.CORTICAL)
+                canvas.line(points[bone], thickness - 3.0, Tissue.TRABECULAR)
 
 
 __all__ = [

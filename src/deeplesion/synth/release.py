@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -75,7 +75,9 @@ dealt by rows and locations herded to the real means, bone lesions also in the s
 heads, larger lungs with vessel streaks, the spine further forward, small bowel as curved runs; 5: same
 plans and rows, richer images: layered body wall, liver and mesenteric vessels, renal pyramids, colon
 stool with air-fluid levels, a sigmoid colon, uterus or prostate, sacral canal, breasts; spiculated
-lung nodules, calcified nodes and granulomas, skin lifted over lesions that reach past it).
+lung nodules, calcified nodes and granulomas, skin lifted over lesions that reach past it; 6: each rib
+its own start, depth, thickness, height and descent, iliac wings flaring forward from the sacroiliac
+joints and thickening into the bone above the hip sockets, which can move bone and pelvis lesions).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
