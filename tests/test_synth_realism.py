@@ -192,6 +192,10 @@ def test_tissue_peaks_and_noise_inside_the_real_range(shared_release: Path, rele
             low, high = np.percentile(values, [5, 95])
             median = float(np.median(synth_values[key]))
             assert low <= median <= high, (measure.__name__, key, median, (low, high))
+    # fat is uniform in both, so its noise compares directly (soft tissue's real texture adds to it)
+    real_fat = float(np.median(collect(real, noise_sigma)["fat"]))
+    synthetic_fat = float(np.median(collect(synthetic, noise_sigma)["fat"]))
+    assert abs(synthetic_fat / real_fat - 1.0) < 0.15, (synthetic_fat, real_fat)
 
 
 def test_location_herd_takes_the_candidate_that_keeps_the_mean() -> None:
