@@ -192,9 +192,9 @@ def test_tissue_peaks_and_noise_inside_the_real_range(shared_release: Path, rele
             low, high = np.percentile(values, [5, 95])
             median = float(np.median(synth_values[key]))
             assert low <= median <= high, (measure.__name__, key, median, (low, high))
-    # fat is uniform in both, so its noise compares directly (soft tissue's real texture adds to it)
-    real_fat = float(np.median(collect(real, noise_sigma)["fat"]))
-    synthetic_fat = float(np.median(collect(synthetic, noise_sigma)["fat"]))
+    # (the last measure was noise_sigma) fat is uniform in both, so its noise compares directly (soft
+    # tissue's real texture adds to it)
+    real_fat, synthetic_fat = float(np.median(real_values["fat"])), float(np.median(synth_values["fat"]))
     assert abs(synthetic_fat / real_fat - 1.0) < 0.15, (synthetic_fat, real_fat)
 
 
@@ -362,12 +362,12 @@ def test_ribs_differ_from_each_other_and_stay_outside_the_lungs() -> None:
     for zn in (0.42, 0.46, 0.50):
         z = zn * body.height_mm
         labels = np.zeros((512, 512), dtype=np.uint8)
-        _draw_ribs(Canvas(labels, geometry), body, z, body.cavity(z))
+        cavity = body.cavity(z)
+        _draw_ribs(Canvas(labels, geometry), body, z, cavity)
         rib = labels == Tissue.CORTICAL
         rows, columns = np.nonzero(rib)
         x, y = geometry.to_body(columns.astype(float), rows.astype(float))
-        cavity = body.cavity(z)  # less a pixel for the rasterized edge
-        inner = replace(cavity, a=cavity.a - 0.8, b=cavity.b - 0.8)
+        inner = replace(cavity, a=cavity.a - 0.8, b=cavity.b - 0.8)  # less a pixel for the rasterized edge
         assert not inner.contains(x, y).any()  # in the chest wall, never over the lungs
         count, _, stats, _ = cv2.connectedComponentsWithStats(rib.astype(np.uint8))
         assert count - 1 >= 6  # a ring of rib cuts
@@ -383,7 +383,7 @@ def test_pelvis_has_bone_at_every_height_and_the_iliac_wings_open_forward() -> N
     for zn in np.arange(0.70, 0.895, 0.005):  # iliac wings, the bone above the hip sockets, the hips
         z = zn * body.height_mm
         labels = render_labels(body, geometry, z)
-        half = 0.4 * body.cavity(z).a / 0.8  # pixels from the midline
+        half = 0.4 * body.cavity(z).a / geometry.spacing  # pixels from the midline
         bone = np.isin(labels, (Tissue.CORTICAL, Tissue.TRABECULAR))
         centre = geometry.to_px(0.0, 0.0)[0]
         for columns in (slice(0, int(centre - half)), slice(int(centre + half), 512)):
@@ -391,6 +391,7 @@ def test_pelvis_has_bone_at_every_height_and_the_iliac_wings_open_forward() -> N
     z = 0.74 * body.height_mm
     for side in (-1.0, 1.0):
         wing = iliac_wing(body.cavity(z), side, 0.74)
-        ends = wing.polygon()[[0, len(wing.polygon()) // 2]]  # the two ends of the long axis
+        outline = wing.polygon()
+        ends = outline[[0, len(outline) // 2]]  # the two ends of the long axis
         back, front = ends[np.argmax(ends[:, 1])], ends[np.argmin(ends[:, 1])]
         assert abs(back[0]) < abs(front[0])  # back end by the sacrum, front end lateral

@@ -839,7 +839,9 @@ def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     around the chest wall, longer where the rib runs flat. Each rib has its own start, depth in the wall,
     thickness, height and descent (:attr:`Body.ribs`); cortex around marrow."""
     phi = np.linspace(0.15, 0.95 * math.pi, 64)
+    sin, cos, course = np.sin(phi), np.cos(phi), (phi / math.pi) ** 1.4  # shared by all 24 ribs
     for level in range(RIB_LEVELS):
+        end = 0.85 if level < 7 else 0.72 - 0.05 * (level - 7)
         for index, side in enumerate((1.0, -1.0)):
             dz, offset, thickness, half_height, descent = body.ribs[index * RIB_LEVELS + level]
             z0 = (0.365 + level * 0.0205 + body.rib_phase) * body.height_mm + dz
@@ -847,15 +849,14 @@ def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             if not z0 - 10.0 < z < z0 + drop + 10.0:
                 continue
             # the rib's height falls monotonically from back to front, so the hits are one run
-            hit = np.abs(z0 + drop * (phi / math.pi) ** 1.4 - z) < half_height
+            hit = np.abs(z0 + drop * course - z) < half_height
             if not hit.any():
                 continue
-            end = 0.85 if level < 7 else 0.72 - 0.05 * (level - 7)
             # the arc leaves the spine close to the cavity and sits deeper in the wall at the sides
             # (never less than half its thickness plus 1.5 mm: the rib stays outside the lungs)
-            depth = np.maximum(offset * (0.6 + 0.4 * np.sin(phi)), 0.5 * thickness + 1.5)
-            xs = side * (cavity.a + depth) * np.sin(phi)
-            ys = cavity.cy + (cavity.b + depth) * np.cos(phi)
+            depth = np.maximum(offset * (0.6 + 0.4 * sin), 0.5 * thickness + 1.5)
+            xs = side * (cavity.a + depth) * sin
+            ys = cavity.cy + (cavity.b + depth) * cos
             points = np.column_stack([xs, ys])
             bone = hit & (phi <= end * math.pi)
             cartilage = hit & (phi > end * math.pi) & (level < 7)
