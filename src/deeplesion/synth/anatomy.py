@@ -59,6 +59,8 @@ class Tissue(IntEnum):
     RENAL_MEDULLA = 27
     PELVIC_ORGAN = 28
     GLAND = 29
+    BOWEL_FLUID = 30
+    STOOL = 31
 
 
 PHASES = ("non-contrast", "arterial", "venous")
@@ -86,12 +88,14 @@ TISSUE_HU: dict[Tissue, tuple[float, float, float, float]] = {
     Tissue.RENAL_SINUS: (-55.0, -55.0, -55.0, 12.0),
     Tissue.PANCREAS: (42.0, 100.0, 90.0, 14.0),
     Tissue.BOWEL_WALL: (40.0, 95.0, 90.0, 6.0),
-    Tissue.BOWEL_CONTENT: (18.0, 18.0, 18.0, 14.0),
+    Tissue.BOWEL_CONTENT: (18.0, 18.0, 18.0, 14.0),  # fluid that oral contrast reaches (ORAL_CONTRAST_HU)
+    Tissue.BOWEL_FLUID: (14.0, 14.0, 14.0, 10.0),  # fluid in loops the oral contrast has not reached
     Tissue.GAS: (-960.0, -960.0, -960.0, 6.0),
     Tissue.URINE: (8.0, 8.0, 10.0, 2.0),
     Tissue.BILE: (10.0, 10.0, 12.0, 2.0),
     Tissue.CORTICAL: (1050.0, 1050.0, 1050.0, 60.0),
-    Tissue.TRABECULAR: (230.0, 235.0, 240.0, 55.0),
+    # marrow and trabeculae: light grey inside the white cortex in a soft-tissue window, not white
+    Tissue.TRABECULAR: (165.0, 170.0, 175.0, 40.0),
     Tissue.DISC: (85.0, 90.0, 95.0, 8.0),
     Tissue.CSF: (12.0, 12.0, 12.0, 3.0),
     Tissue.TABLE: (160.0, 160.0, 160.0, 0.0),
@@ -100,6 +104,7 @@ TISSUE_HU: dict[Tissue, tuple[float, float, float, float]] = {
     Tissue.RENAL_MEDULLA: (30.0, 80.0, 140.0, 8.0),
     Tissue.PELVIC_ORGAN: (40.0, 75.0, 85.0, 9.0),  # uterus or prostate, behind the bladder
     Tissue.GLAND: (25.0, 32.0, 38.0, 14.0),  # fibroglandular breast tissue
+    Tissue.STOOL: (-15.0, -15.0, -15.0, 45.0),  # colon content: soft matter mottled with gas, never opacified
 }
 ORAL_CONTRAST_HU = 260.0  # bowel content in a study with positive oral contrast
 
@@ -399,12 +404,16 @@ class Loop:
     radius: float
     drift_x: float
     drift_y: float
-    gas: float  # 0 fluid-filled ... 1 gas-filled
+    gas: float  # share of the lumen's diameter filled with gas, above a level (0: none)
     colon: bool
     heading: float = 0.0  # in-plane direction of the loop's run, radians
     run_mm: float = 0.0  # in-plane length of the loop where it is cut through its middle, mm
     # (M, 4) gas bubbles in the stool of a colon: u, v in units of the loop's radius, z offset mm, radius mm
     bubbles: Array = field(default_factory=lambda: np.zeros((0, 4)), repr=False)
+    opacified: bool = True  # its fluid is bright in a study with oral contrast (small bowel)
+    collapsed: bool = False  # an empty small-bowel loop: walls touching, no lumen to speak of
+    # (K, 2) outline harmonics of a colon's lumen: the haustra make its cross-section lobulated
+    haustra: Array = field(default_factory=lambda: np.zeros((0, 2)), repr=False)
 
 
 @dataclass(frozen=True)
@@ -693,6 +702,7 @@ def random_body(rng: np.random.Generator) -> Body:
     ribs = _uniform_columns(
         detail, 2 * RIB_LEVELS, [(-5.0, 5.0), (3.0, 10.0), (6.0, 9.5), (3.0, 5.0), (0.85, 1.15)]
     )
+    loops = [_bowel_contents(loop, detail) for loop in loops]
     return Body(
         height_mm=height,
         width_scale=width,
@@ -718,6 +728,22 @@ def _standard_ribs() -> Array:
 def _uniform_columns(rng: np.random.Generator, count: int, bounds: Sequence[tuple[float, float]]) -> Array:
     """(count, len(bounds)) uniform draws, one column per (low, high), drawn column after column."""
     return np.column_stack([rng.uniform(low, high, count) for low, high in bounds])
+
+
+def _bowel_contents(loop: Loop, rng: np.random.Generator) -> Loop:
+    """What a loop holds (generator version 8). Small bowel: oral contrast reaches 60% of the loops, 30%
+    are collapsed, and a loop with gas has a little of it (12-40% of its diameter) over the fluid. Colon:
+    stool under a gas cap of 0-35% of the diameter (none below 10%), a lobulated (haustral) lumen."""
+    if loop.colon:
+        cap = float(rng.uniform(0.0, 0.35))
+        return replace(loop, gas=cap if cap >= 0.1 else 0.0, haustra=random_harmonics(rng, 0.05, 6))
+    opacified, collapsed, gas = rng.random() < 0.6, rng.random() < 0.3, float(rng.uniform(0.12, 0.4))
+    return replace(
+        loop,
+        opacified=bool(opacified),
+        collapsed=bool(collapsed),
+        gas=gas if loop.gas > 0.0 and not collapsed else 0.0,
+    )
 
 
 def _stool_bubbles(loop: Loop, rng: np.random.Generator) -> Array:

@@ -33,6 +33,7 @@ from deeplesion.synth.anatomy import (
     Tissue,
     bone_sections,
     femoral_heads,
+    iliac_wing,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -511,7 +512,7 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     wall = body.wall(z)
     canvas.polygon(wall.outer, Tissue.MUSCLE)
     for plane in wall.planes:
-        canvas.line(plane, 1.5, Tissue.FAT)
+        canvas.line(plane, 1.0, Tissue.FAT)  # thin: a faint seam after the blur, as on real CT
     if zn > 0.52:  # the linea alba: a fat seam between the two rectus muscles
         canvas.line(np.array([[0.0, cavity.cy], [0.0, -outline.b]]), 2.5, Tissue.FAT)
     _draw_shoulders(canvas, outline, zn)
@@ -601,6 +602,11 @@ def _draw_shoulders(canvas: Canvas, outline: Section, zn: float) -> None:
 
 
 def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
+    zn = body.zn(z)
+    # the ascending and descending colon leave the flanks below the kidneys for the iliac fossae, in front
+    # of and inside the iliac wings (zn 0.66-0.72; a smooth step, so that neighbouring slices agree)
+    fossa = min(max((zn - 0.66) / 0.06, 0.0), 1.0)
+    fossa = fossa * fossa * (3.0 - 2.0 * fossa)
     for loop in body.loops:
         t = (z - loop.z_mid) / loop.half_length
         if abs(t) >= 1.0:
@@ -609,18 +615,34 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
         offset = z - loop.z_mid
         x = (loop.cx + loop.drift_x * offset) * cavity.a
         y = cavity.cy + (loop.cy + loop.drift_y * offset) * cavity.b
+        if loop.colon and abs(loop.cx) > 0.5:
+            x *= 1.0 - 0.3 * fossa
+            y -= 0.35 * fossa * cavity.b
+        content = Tissue.BOWEL_CONTENT if loop.opacified else Tissue.BOWEL_FLUID
+        if loop.colon:
+            content = Tissue.STOOL
+        if loop.collapsed:
+            # an empty loop: a small knot of wall around a slit of fluid
+            r = max(0.5 * r, 4.0)
+            canvas.circle(x, y, r, Tissue.BOWEL_WALL)
+            canvas.line(np.array([[x - 0.4 * r, y], [x + 0.4 * r, y]]), 1.0, content)
+            continue
         if not loop.colon and loop.run_mm > 0.0:
             # small bowel runs within the slice for a while: a curved sausage, not a disc
-            _draw_bowel_run(canvas, loop, x, y, r, math.sqrt(1.0 - t * t) * loop.run_mm, z)
+            _draw_bowel_run(canvas, loop, x, y, r, math.sqrt(1.0 - t * t) * loop.run_mm, z, content)
             continue
-        canvas.circle(x, y, r, Tissue.BOWEL_WALL)
+        wall = Section(x, y, r, r, 0.0, loop.haustra)
+        canvas.section(wall, Tissue.BOWEL_WALL)
         inner = r - 2.2
-        canvas.circle(x, y, inner, Tissue.BOWEL_CONTENT)
-        if loop.gas > 0.0 and inner > 1.0:
-            # gas rises to the front (smaller y) above a flat level: the lumen's circle cut by a chord
-            level = y - inner + 2.0 * inner * (0.3 + 0.45 * loop.gas)
-            ring = np.column_stack([x + inner * np.cos(_RING), np.minimum(y + inner * np.sin(_RING), level)])
-            canvas.polygon(ring, Tissue.GAS)
+        if inner <= 1.0:
+            continue
+        canvas.section(wall, content, inset_mm=2.2)
+        if loop.gas > 0.0:
+            # gas rises to the front (smaller y) above a flat level: the lumen cut by a chord
+            level = y - inner + 2.0 * inner * loop.gas
+            lumen = Section(x, y, inner, inner, 0.0, loop.haustra).polygon()
+            lumen[:, 1] = np.minimum(lumen[:, 1], level)
+            canvas.polygon(lumen, Tissue.GAS)
         if len(loop.bubbles):  # stool: content mottled with small bubbles of gas
             dz = z - (loop.z_mid + loop.bubbles[:, 2])
             seen = np.abs(dz) < loop.bubbles[:, 3]
@@ -630,13 +652,12 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
                 canvas.circle(x + u * inner, y + v * inner, math.sqrt(radius * radius - d * d), Tissue.GAS)
 
 
-_RING = np.linspace(0.0, 2.0 * math.pi, 32, endpoint=False)
-
-
 def _draw_bowel_run(
-    canvas: Canvas, loop: Loop, x: float, y: float, r: float, length: float, z: float
+    canvas: Canvas, loop: Loop, x: float, y: float, r: float, length: float, z: float, content: Tissue
 ) -> None:
-    """A small-bowel segment cut along its course: a bent thick line of wall, content and gas on top."""
+    """A small-bowel segment cut along its course: a bent thick line of wall and the content inside (gas,
+    where a loop has some, is drawn only where a loop is cut across: a strip along a whole run looked
+    like a drawn line)."""
     bend = 0.9 * math.sin(loop.z_mid * 0.37 + z * 0.02)
     s = np.linspace(-0.5, 0.5, 9)
     angles = loop.heading + bend * s
@@ -644,16 +665,15 @@ def _draw_bowel_run(
     ys = y + length * s * np.sin(angles)
     points = np.column_stack([xs, ys])
     canvas.line(points, 2.0 * r, Tissue.BOWEL_WALL)
-    canvas.line(points, 2.0 * r - 4.4, Tissue.BOWEL_CONTENT)
-    if loop.gas > 0.0:
-        canvas.line(points + np.array([0.0, -0.25 * r]), 1.5 * r - 3.3, Tissue.GAS)
+    lumen = 2.0 * r - 4.4
+    canvas.line(points, lumen, content)
 
 
 def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
     stomach = body.organ("stomach", z)
     if stomach is not None:
         canvas.section(stomach, Tissue.BOWEL_WALL)
-        canvas.section(stomach, Tissue.BOWEL_CONTENT, inset_mm=3.0)
+        canvas.section(stomach, Tissue.BOWEL_CONTENT, inset_mm=3.0)  # oral contrast reaches it first
         gas = Section(stomach.cx, stomach.cy - 0.45 * stomach.b, stomach.a * 0.6, stomach.b * 0.45)
         canvas.section(gas, Tissue.GAS)
     liver = body.organ("liver", z)
@@ -810,6 +830,14 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
             canvas.section(body_section, Tissue.CORTICAL)
             canvas.section(body_section, Tissue.TRABECULAR, inset_mm=2.0)
     _draw_ribs(canvas, body, z, cavity)
+    if 0.70 <= zn <= 0.82:  # the iliacus muscle lines each iliac wing's inner (front, medial) face
+        for side in (-1.0, 1.0):
+            wing = iliac_wing(cavity, side, zn)
+            gap = wing.b + 5.0
+            normal = (math.sin(wing.angle), -math.cos(wing.angle))
+            centre = (wing.cx + gap * normal[0], wing.cy + gap * normal[1])
+            iliacus = Section(*centre, 0.85 * wing.a, 7.0, wing.angle)
+            canvas.section(iliacus, Tissue.MUSCLE)
     for section in bone_sections(body, z)[1 if spine is not None else 0 :]:
         canvas.section(section, Tissue.CORTICAL)
         canvas.section(section, Tissue.TRABECULAR, inset_mm=2.5)

@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -79,7 +79,12 @@ lung nodules, calcified nodes and granulomas, skin lifted over lesions that reac
 its own start, depth, thickness, height and descent, iliac wings flaring forward from the sacroiliac
 joints and thickening into the bone above the hip sockets, which can move bone and pelvis lesions; 7: the
 same plans and rows, noise 10-18 HU per study instead of 8-14, which brings the noise measured in fat to
-the real slices' median).
+the real slices' median); 8: the same plans and rows, bowel and bone images: oral contrast reaches 60% of
+the small-bowel loops (the others hold grey fluid), 30% of the loops are collapsed, small-bowel gas is a
+little over the fluid instead of most of the lumen, the colon holds mottled stool under a smaller gas cap
+in a lobulated lumen and lies in front of the iliac wings (it sat in them), the iliacus muscle lines the
+wings, trabecular bone is light grey (170 HU) inside the white cortex, and the body wall's fat planes are
+thinner).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
