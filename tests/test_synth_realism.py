@@ -428,3 +428,30 @@ def test_colon_lies_in_front_of_the_iliac_wings_not_in_them() -> None:
             colon = cv2.dilate((labels == Tissue.STOOL).astype(np.uint8), kernel).astype(bool)
             bone = np.isin(labels, (Tissue.CORTICAL, Tissue.TRABECULAR))
             assert not (colon & bone).any(), f"colon touches bone at zn {zn:.2f}, seed {seed}"
+
+
+def test_metastases_have_soft_margins_and_cysts_sharp_ones() -> None:
+    """Within 2 mm of its surface a hypodense liver lesion blends into the liver (an ill-defined margin); a
+    cyst of the same density keeps its edge (the mask that RECIST measures ends at the surface for both:
+    :func:`lesion_mask` does not look at the painting)."""
+    from deeplesion.synth.phantom import Lesion3D, lesion_field
+
+    body = random_body(np.random.default_rng(11))
+    z = 0.60 * body.height_mm
+    liver = body.organ("liver", z)
+    assert liver is not None
+    geometry = SliceGeometry(512, 0.78, -1024.0)
+    blends = {}
+    for look in ("hypodense", "cyst"):
+        lesion = Lesion3D(
+            (liver.cx, liver.cy, z), (12.0, 12.0, 12.0), 0.0, "liver", look, hu=(20.0, 20.0, 20.0)
+        )
+        hu = render_labels_and_hu(0.60, 2, [lesion])[3].astype(np.float64)
+        rows, cols, s = lesion_field(lesion, geometry, z)
+        patch = hu[rows, cols]
+        core, shell, around = (
+            float(patch[m].mean()) for m in (s < 0.6, (s > 0.88) & (s < 0.98), (s > 1.2) & (s < 1.5))
+        )
+        blends[look] = (shell - core) / (around - core)  # 0: as dark as the core, 1: as bright as the liver
+    assert blends["hypodense"] > blends["cyst"] + 0.15, blends
+    assert blends["cyst"] < 0.3, blends

@@ -95,7 +95,7 @@ TISSUE_HU: dict[Tissue, tuple[float, float, float, float]] = {
     Tissue.BILE: (10.0, 10.0, 12.0, 2.0),
     Tissue.CORTICAL: (1050.0, 1050.0, 1050.0, 60.0),
     # marrow and trabeculae: light grey inside the white cortex in a soft-tissue window, not white
-    Tissue.TRABECULAR: (165.0, 170.0, 175.0, 40.0),
+    Tissue.TRABECULAR: (195.0, 200.0, 205.0, 45.0),
     Tissue.DISC: (85.0, 90.0, 95.0, 8.0),
     Tissue.CSF: (12.0, 12.0, 12.0, 3.0),
     Tissue.TABLE: (160.0, 160.0, 160.0, 0.0),

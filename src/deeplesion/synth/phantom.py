@@ -366,6 +366,11 @@ def render_slice(body: Body, series: Series, z: float, rng: np.random.Generator)
     return np.clip(np.rint(image), -3024, 3071).astype(np.int16)
 
 
+EDGE_MM = {"hypodense": 2.0, "solid": 1.2, "necrotic": 1.5, "rim": 0.8, "lytic": 1.5, "part-solid": 1.0}
+"""How far inside its surface a lesion of each look blends into its surroundings, mm: metastases and
+masses have ill-defined margins; cysts, nodes and sclerotic lesions keep sharp ones."""
+
+
 def _paint_lesions(
     base: npt.NDArray[np.float32], amplitude: npt.NDArray[np.float32], series: Series, z: float
 ) -> None:
@@ -375,20 +380,28 @@ def _paint_lesions(
         inside = s <= 1.0
         if not inside.any():
             continue
+        radius = max(min(lesion.semi_axes[:2]), 1.0)
         values = np.full(s.shape, lesion.hu[phase], dtype=np.float32)
         if lesion.rim_hu is not None:
             values[s > 1.0 - lesion.rim_width] = lesion.rim_hu[phase]
         if lesion.core_hu is not None:
-            values[s < lesion.core_fraction] = lesion.core_hu[phase]
+            # a core fades into the lesion's body over 1.5 mm instead of ending at a drawn circle
+            fade = np.clip((lesion.core_fraction - s) * radius / 1.5 + 0.5, 0.0, 1.0)
+            values += (np.float32(lesion.core_hu[phase]) - values) * fade.astype(np.float32)
         if lesion.look == "lytic":  # a few bone fragments remain inside a lytic lesion
             values[(s > 0.55) & (s < 0.62)] = 600.0
         region = base[rows, cols]
         # where a lesion near the skin reaches past the body, it lifts the skin over it
         outside = region == series.hu_table[Tissue.AIR]
-        skin = outside & (s > 1.0) & (s <= 1.0 + 2.0 / max(min(lesion.semi_axes[:2]), 1.0))
+        skin = outside & (s > 1.0) & (s <= 1.0 + 2.0 / radius)
         region[skin] = series.hu_table[Tissue.SKIN]
-        region[inside] = values[inside]
-        amplitude[rows, cols][inside] = lesion.texture
+        # the margin: within EDGE_MM of the surface the lesion blends into what is around it (its mask, and
+        # so its measurement, still ends at the surface)
+        edge = EDGE_MM.get(lesion.look, 0.0)
+        weight = np.clip((1.0 - s) * radius / edge, 0.0, 1.0) if edge > 0.0 else np.ones_like(s)
+        region[inside] += (values[inside] - region[inside]) * weight[inside].astype(np.float32)
+        # larger masses are more heterogeneous: the texture grows with the radius (x2 at 20 mm)
+        amplitude[rows, cols][inside] = lesion.texture * (1.0 + radius / 20.0)
         if lesion.spicules:
             _paint_spicules(base, lesion, series.geometry, z, float(lesion.hu[phase]))
 
@@ -532,7 +545,15 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     _draw_chest(canvas, body, z, zn)
     # behind the spine, over the lungs' and kidneys' back edges (the ribs and their muscles are there)
     for name in ("paraspinal_R", "paraspinal_L"):
-        canvas.section(body.organ(name, z), Tissue.MUSCLE)
+        muscle = body.organ(name, z)
+        canvas.section(muscle, Tissue.MUSCLE)
+        if muscle is not None:  # the fat seam between multifidus (medial) and erector spinae (lateral)
+            side = 1.0 if muscle.cx > 0.0 else -1.0
+            start = np.array([muscle.cx - side * 0.35 * muscle.a, muscle.cy - 0.75 * muscle.b])
+            step = np.array([side * 0.45 * muscle.a, 1.5 * muscle.b])
+            bulge = np.array([side * 0.12 * muscle.a, 0.0])  # bowed outward, not a ruled line
+            seam = np.array([start, start + 0.5 * step + bulge, start + step])
+            canvas.line(seam, 1.0, Tissue.FAT)
     for name in (
         "aorta_ascending",
         "aorta_arch",
@@ -809,9 +830,16 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
         level_mm = 16.0 if zn < 0.34 else 24.0 if zn < 0.6 else 32.0
         in_disc = ((z / level_mm) % 1.0) < 5.0 / level_mm
         body_section = Section(x, y, radius, radius * 0.85)
-        canvas.circle(x, y + radius + 9.0, 12.0, Tissue.CORTICAL)  # posterior arch
-        canvas.circle(x, y + radius + 7.0, 7.5, Tissue.CSF)  # spinal canal
-        canvas.line(np.array([[x, y + radius + 16.0], [x, y + radius + 34.0]]), 9.0, Tissue.CORTICAL)
+        # the posterior arch: pedicles and laminae around the spinal canal, the spinous process behind
+        back = y + radius
+        arch = np.array(
+            [[-8.0, -1.0], [-10.5, 7.0], [-7.0, 14.5], [0.0, 17.0], [7.0, 14.5], [10.5, 7.0], [8.0, -1.0]]
+        )
+        canvas.line(arch + np.array([x, back]), 4.0, Tissue.CORTICAL)
+        spinous = np.array([[x, back + 16.0], [x, back + 33.0]])
+        canvas.line(spinous, 6.0, Tissue.CORTICAL)
+        canvas.line(spinous, 2.5, Tissue.TRABECULAR)
+        canvas.circle(x, back + 7.0, 7.0, Tissue.CSF)  # spinal canal
         if zn > 0.6 and (z / level_mm) % 1.0 > 0.55:  # lumbar transverse processes off the arch, mid-vertebra
             for side in (-1.0, 1.0):
                 canvas.line(
@@ -828,7 +856,7 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
             canvas.section(body_section, Tissue.DISC)
         else:
             canvas.section(body_section, Tissue.CORTICAL)
-            canvas.section(body_section, Tissue.TRABECULAR, inset_mm=2.0)
+            canvas.section(body_section, Tissue.TRABECULAR, inset_mm=1.3)  # a thin cortex
     _draw_ribs(canvas, body, z, cavity)
     if 0.70 <= zn <= 0.82:  # the iliacus muscle lines each iliac wing's inner (front, medial) face
         for side in (-1.0, 1.0):
@@ -856,9 +884,9 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
             canvas.section(ischium, Tissue.TRABECULAR, inset_mm=2.5)
     for x, y, radius in femoral_heads(body, z):  # in their sockets: acetabulum, joint cartilage, head
         canvas.circle(x, y, radius, Tissue.CORTICAL)
-        canvas.circle(x, y, radius - 3.0, Tissue.CARTILAGE)
-        canvas.circle(x, y, radius - 5.0, Tissue.CORTICAL)
-        canvas.circle(x, y, radius - 8.0, Tissue.TRABECULAR)
+        canvas.circle(x, y, radius - 2.0, Tissue.CARTILAGE)
+        canvas.circle(x, y, radius - 4.0, Tissue.CORTICAL)
+        canvas.circle(x, y, radius - 5.5, Tissue.TRABECULAR)
 
 
 def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:

@@ -83,8 +83,11 @@ the real slices' median); 8: the same plans and rows, bowel and bone images: ora
 the small-bowel loops (the others hold grey fluid), 30% of the loops are collapsed, small-bowel gas is a
 little over the fluid instead of most of the lumen, the colon holds mottled stool under a smaller gas cap
 in a lobulated lumen and lies in front of the iliac wings (it sat in them), the iliacus muscle lines the
-wings, trabecular bone is light grey (170 HU) inside the white cortex, and the body wall's fat planes are
-thinner).
+wings, trabecular bone is light grey (170 HU) inside a thinner white cortex, the posterior arch is
+pedicles and laminae around the canal, the back muscles have a fat seam, the body wall's fat planes are
+thinner; lesions: metastases and masses blend into their surroundings within 1-2 mm of the surface (cysts,
+nodes and sclerotic lesions keep sharp edges), cores fade into the lesion, larger lesions are more
+heterogeneous).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
