@@ -455,3 +455,25 @@ def test_metastases_have_soft_margins_and_cysts_sharp_ones() -> None:
         blends[look] = (shell - core) / (around - core)  # 0: as dark as the core, 1: as bright as the liver
     assert blends["hypodense"] > blends["cyst"] + 0.15, blends
     assert blends["cyst"] < 0.3, blends
+
+
+def test_the_body_fills_the_field_of_view_yet_every_lesion_lies_inside_it() -> None:
+    """The field of view fits the body as tightly as real scans (whose bodies span 0.99 of the width), but
+    is widened where a lesion would otherwise reach past its circle."""
+    widths = []
+    # (seed 1 has lesions that a field of view fitted to the body alone would cut)
+    for plan in [*plan_release(PATIENTS, 0), *plan_release(PATIENTS, 1)]:
+        for series in plan.series:
+            geometry = series.geometry
+            half_fov = geometry.size * geometry.spacing / 2.0
+            z = series.z_of(series.slice_count // 2)
+            widths.append(plan.body.outline(z).a / half_fov)
+            first, last = series.z_first, series.z_of(series.slice_count)
+            for lesion in series.lesions:
+                if not first - lesion.reach_mm <= lesion.center[2] <= last + lesion.reach_mm:
+                    continue  # not in the scanned range: never drawn
+                col, row = geometry.to_px(lesion.center[0], lesion.center[1])
+                centre = geometry.center_px
+                reach_px = np.hypot(col - centre, row - centre) + lesion.reach_mm / geometry.spacing
+                assert reach_px < geometry.size / 2.0, (series.folder, lesion.kind)
+    assert 0.85 < float(np.median(widths)) < 1.0, np.median(widths)

@@ -452,7 +452,7 @@ class Body:
     organ_jitter
         Organ name -> (dx, dy, size factor, harmonics): this patient's deviation from the standard.
     loops
-        Bowel loops.
+        Bowel loops: 110 of small bowel, the ascending, descending and transverse colon, the sigmoid.
     vessels
         (V, 7) lung vessels: side (-1/+1), u, v (unit disc of the lung), z mid (mm), half length (mm),
         radius (mm), and the in-plane length of their cut in units of their radius (they run outward from
@@ -703,6 +703,26 @@ def random_body(rng: np.random.Generator) -> Body:
         detail, 2 * RIB_LEVELS, [(-5.0, 5.0), (3.0, 10.0), (6.0, 9.5), (3.0, 5.0), (0.85, 1.15)]
     )
     loops = [_bowel_contents(loop, detail) for loop in loops]
+    # 40 more small-bowel loops (version 8): 70 left the abdomen emptier than real ones, whose slices cut
+    # 20-30 loops
+    extra = _uniform_columns(
+        detail,
+        40,
+        [
+            (-0.65, 0.65),
+            (-0.70, 0.25),
+            (0.625, 0.83),
+            (15.0, 45.0),
+            (6.0, 13.0),
+            (0.0, math.pi),
+            (0.0, 45.0),
+            (0.0, 1.0),
+        ],
+    )
+    for cx, cy, zn_mid, half_length, radius, heading, run_mm, draw in extra:
+        gas = float(draw < 0.3)  # as the first 70: 30% of the loops hold gas
+        loop = Loop(cx, cy, zn_mid * height, half_length, radius, 0.0, 0.0, gas, False, heading, run_mm)
+        loops.append(_bowel_contents(loop, detail))
     return Body(
         height_mm=height,
         width_scale=width,
@@ -847,7 +867,8 @@ def in_bone(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
 
 def bone_sections(body: Body, z: float) -> list[Section]:
     """Cross-sections of the plate-like bones where bone lesions are placed: the vertebral body (first,
-    when the slice has one), the sacrum, the iliac wings and the sternum."""
+    when the slice has one), the sacrum, the iliac wings (in parts: :func:`iliac_wing_parts`) and
+    the sternum."""
     sections = []
     spine = body.spine(z)
     if spine is not None:
@@ -861,7 +882,7 @@ def bone_sections(body: Body, z: float) -> list[Section]:
         )
     if 0.70 <= zn <= 0.82:
         for side in (-1.0, 1.0):
-            sections.append(iliac_wing(cavity, side, zn))
+            sections.extend(iliac_wing_parts(cavity, side, zn))
     if 0.38 <= zn <= 0.53:
         sections.append(Section(0.0, cavity.cy - cavity.b - 6.0, 14.0, 7.0))
     return sections
@@ -899,3 +920,26 @@ def iliac_wing(cavity: Section, side: float, zn: float) -> Section:
         11.0 + 7.0 * t,
         flare * (1.0 - 0.7 * t),
     )
+
+
+def iliac_wing_parts(cavity: Section, side: float, zn: float) -> list[Section]:
+    """The ilium of :func:`iliac_wing` as a curved plate: :data:`WING_PARTS` overlapping sections along its
+    long axis on a parabola whose middle bows outward (backward and lateral) by up to a quarter of the
+    half-length, so that the plate is concave toward the iliac fossa; straight again where it becomes the
+    bone above the hip socket (zn 0.82)."""
+    wing = iliac_wing(cavity, side, zn)
+    along = np.array([math.cos(wing.angle), math.sin(wing.angle)])
+    outward = np.array([-math.sin(wing.angle), math.cos(wing.angle)])  # away from the iliac fossa
+    bow = 0.25 * wing.a * (1.0 - min(max((zn - 0.76) / 0.06, 0.0), 1.0))
+    parts = []
+    for s in np.linspace(-0.75, 0.75, WING_PARTS):
+        centre = np.array([wing.cx, wing.cy]) + s * wing.a * along + bow * (1.0 - s * s) * outward
+        tangent = wing.a * along - 2.0 * s * bow * outward
+        angle = math.atan2(float(tangent[1]), float(tangent[0]))
+        parts.append(Section(float(centre[0]), float(centre[1]), 0.3 * wing.a, wing.b, angle))
+    return parts
+
+
+WING_PARTS = 7
+"""Sections per iliac wing: 0.25 of its half-length apart, each 0.3 long, so their union's outline dips
+by at most an eighth of the plate's thickness between two of them."""

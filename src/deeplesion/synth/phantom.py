@@ -33,7 +33,7 @@ from deeplesion.synth.anatomy import (
     Tissue,
     bone_sections,
     femoral_heads,
-    iliac_wing,
+    iliac_wing_parts,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -625,8 +625,8 @@ def _draw_shoulders(canvas: Canvas, outline: Section, zn: float) -> None:
 def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     zn = body.zn(z)
     # the ascending and descending colon leave the flanks below the kidneys for the iliac fossae, in front
-    # of and inside the iliac wings (zn 0.66-0.72; a smooth step, so that neighbouring slices agree)
-    fossa = min(max((zn - 0.66) / 0.06, 0.0), 1.0)
+    # of and inside the iliac wings (zn 0.64-0.74; a smooth step, so that neighbouring slices agree)
+    fossa = min(max((zn - 0.64) / 0.10, 0.0), 1.0)
     fossa = fossa * fossa * (3.0 - 2.0 * fossa)
     for loop in body.loops:
         t = (z - loop.z_mid) / loop.half_length
@@ -650,7 +650,8 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             continue
         if not loop.colon and loop.run_mm > 0.0:
             # small bowel runs within the slice for a while: a curved sausage, not a disc
-            _draw_bowel_run(canvas, loop, x, y, r, math.sqrt(1.0 - t * t) * loop.run_mm, z, content)
+            jejunum = loop.cx > -0.2 and loop.z_mid < 0.72 * body.height_mm  # upper left: folds show
+            _draw_bowel_run(canvas, loop, x, y, r, math.sqrt(1.0 - t * t) * loop.run_mm, z, content, jejunum)
             continue
         wall = Section(x, y, r, r, 0.0, loop.haustra)
         canvas.section(wall, Tissue.BOWEL_WALL)
@@ -674,11 +675,19 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
 
 
 def _draw_bowel_run(
-    canvas: Canvas, loop: Loop, x: float, y: float, r: float, length: float, z: float, content: Tissue
+    canvas: Canvas,
+    loop: Loop,
+    x: float,
+    y: float,
+    r: float,
+    length: float,
+    z: float,
+    content: Tissue,
+    folds: bool,
 ) -> None:
-    """A small-bowel segment cut along its course: a bent thick line of wall and the content inside (gas,
-    where a loop has some, is drawn only where a loop is cut across: a strip along a whole run looked
-    like a drawn line)."""
+    """A small-bowel segment cut along its course: a bent thick line of wall and the content inside, with
+    ``folds`` (the jejunum's) across an opacified lumen. Gas, where a loop has some, is drawn only where a
+    loop is cut across: a strip along a whole run looked like a drawn line."""
     bend = 0.9 * math.sin(loop.z_mid * 0.37 + z * 0.02)
     s = np.linspace(-0.5, 0.5, 9)
     angles = loop.heading + bend * s
@@ -688,6 +697,15 @@ def _draw_bowel_run(
     canvas.line(points, 2.0 * r, Tissue.BOWEL_WALL)
     lumen = 2.0 * r - 4.4
     canvas.line(points, lumen, content)
+    if folds and content == Tissue.BOWEL_CONTENT and lumen > 6.0:
+        # the folds of the jejunum across its lumen, every 5 mm: its feathery look with oral contrast
+        along = np.cumsum(np.r_[0.0, np.hypot(*np.diff(points, axis=0).T)])
+        marks = np.arange(2.5, along[-1] - 1.0, 5.0)
+        if len(marks):
+            centres = np.column_stack([np.interp(marks, along, xs), np.interp(marks, along, ys)])
+            heading = np.interp(marks, along, angles) + 0.5 * math.pi
+            half = 0.5 * lumen * np.column_stack([np.cos(heading), np.sin(heading)])
+            canvas.segments(centres - half, centres + half, np.full(len(marks), 0.8), Tissue.BOWEL_WALL)
 
 
 def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
@@ -860,14 +878,17 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
     _draw_ribs(canvas, body, z, cavity)
     if 0.70 <= zn <= 0.82:  # the iliacus muscle lines each iliac wing's inner (front, medial) face
         for side in (-1.0, 1.0):
-            wing = iliac_wing(cavity, side, zn)
-            gap = wing.b + 5.0
-            normal = (math.sin(wing.angle), -math.cos(wing.angle))
-            centre = (wing.cx + gap * normal[0], wing.cy + gap * normal[1])
-            iliacus = Section(*centre, 0.85 * wing.a, 7.0, wing.angle)
-            canvas.section(iliacus, Tissue.MUSCLE)
-    for section in bone_sections(body, z)[1 if spine is not None else 0 :]:
+            for part in iliac_wing_parts(cavity, side, zn):
+                gap = part.b + 5.0
+                normal = (math.sin(part.angle), -math.cos(part.angle))
+                centre = (part.cx + gap * normal[0], part.cy + gap * normal[1])
+                canvas.section(Section(*centre, 0.95 * part.a, 7.0, part.angle), Tissue.MUSCLE)
+    # the plates (sacrum, iliac wings, sternum): a wing's three parts overlap, so all the cortex first and
+    # then all the marrow, which leaves no cortex lines inside a wing
+    plates = bone_sections(body, z)[1 if spine is not None else 0 :]
+    for section in plates:
         canvas.section(section, Tissue.CORTICAL)
+    for section in plates:
         canvas.section(section, Tissue.TRABECULAR, inset_mm=2.5)
     if 0.72 <= zn <= 0.82:  # the sacral canal, near the sacrum's back (its outline is in bone_sections)
         scale = math.sin(math.pi * (zn - 0.72) / 0.10)

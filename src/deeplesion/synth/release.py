@@ -79,15 +79,18 @@ lung nodules, calcified nodes and granulomas, skin lifted over lesions that reac
 its own start, depth, thickness, height and descent, iliac wings flaring forward from the sacroiliac
 joints and thickening into the bone above the hip sockets, which can move bone and pelvis lesions; 7: the
 same plans and rows, noise 10-18 HU per study instead of 8-14, which brings the noise measured in fat to
-the real slices' median); 8: the same plans and rows, bowel and bone images: oral contrast reaches 60% of
-the small-bowel loops (the others hold grey fluid), 30% of the loops are collapsed, small-bowel gas is a
-little over the fluid instead of most of the lumen, the colon holds mottled stool under a smaller gas cap
-in a lobulated lumen and lies in front of the iliac wings (it sat in them), the iliacus muscle lines the
-wings, trabecular bone is light grey (170 HU) inside a thinner white cortex, the posterior arch is
-pedicles and laminae around the canal, the back muscles have a fat seam, the body wall's fat planes are
-thinner; lesions: metastases and masses blend into their surroundings within 1-2 mm of the surface (cysts,
-nodes and sclerotic lesions keep sharp edges), cores fade into the lesion, larger lesions are more
-heterogeneous).
+the real slices' median); 8: images closer to real CT, and rows that move with the field of view:
+oral contrast reaches 60% of the small-bowel loops (the others hold grey fluid), 30% of the loops are
+collapsed, 40 more loops, small-bowel gas a little over the fluid instead of most of the lumen, folds
+across the opacified jejunum; the colon holds mottled stool under a smaller gas cap in a lobulated lumen
+and lies in front of the iliac wings (it sat in them); the iliac wings are curved plates lined by the
+iliacus muscle; trabecular bone 200 HU (240) inside a thinner cortex; the posterior arch is pedicles and
+laminae around the canal; a fat seam in the back muscles; thinner fat planes in the body wall. Lesions:
+metastases and masses blend into their surroundings within 1-2 mm of the surface (cysts, nodes and
+sclerotic lesions keep sharp edges), cores fade in, larger lesions are more heterogeneous. The field of
+view fits the body's width over the scanned range tightly, as real scans do (a 5-20% margin around the
+pelvis made every body look small), so the pixel spacing, and with it every row's pixel values, changed;
+lesions and their millimetre sizes are placed as before, except bone lesions in the wings' new shape).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
@@ -358,10 +361,19 @@ def _series_plan(
     if z_first is not None:
         z_start = z_first
     pose = _random_pose(rng) if pose is None else pose
-    # the field of view fits the widest part of the body with a margin: spacing 0.6-0.98 mm at 512 px
+    # the field of view fits the body's width over the scanned range (below the shoulders) tightly, the
+    # widest hips sometimes cut, as in real scans: the body spans 0.99 of the image width on the 137 shared
+    # slices (median), 0.92 on the synthetic key slices (a margin of 5-20% around the pelvis gave 0.80);
+    # spacing 0.6-0.98 mm at 512 px
     if spacing is None:
-        widest = max(body.outline(zn * body.height_mm).a for zn in (0.45, 0.65, 0.8))
-        fov = 2.0 * (widest + math.hypot(pose[1], pose[2])) * float(rng.uniform(1.05, 1.2))
+        heights = np.linspace(max(low, 0.40), high, 9) * body.height_mm
+        widest = max(body.outline(float(z)).a for z in heights)
+        shift = math.hypot(pose[1], pose[2])
+        fov = 2.0 * (widest + shift) * float(rng.uniform(0.9, 1.02))
+        # yet every lesion in the scanned range lies inside the circular field of view, 5 mm from its edge
+        for lesion in lesions:
+            if z_start - lesion.reach_mm <= lesion.center[2] <= z_end + lesion.reach_mm:
+                fov = max(fov, 2.0 * (math.hypot(*lesion.center[:2]) + shift + lesion.reach_mm + 5.0))
         # field-of-view steps of 1 mm, written with 6 digits like the release (0.742188 = 380 mm / 512)
         spacing = round(float(np.clip(round(fov) / size, 0.6, 0.98)), 6)
     geometry = SliceGeometry(size, spacing, float(rng.choice([-1024.0, -3024.0])), pose)
