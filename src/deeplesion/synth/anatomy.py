@@ -703,8 +703,7 @@ def random_body(rng: np.random.Generator) -> Body:
         detail, 2 * RIB_LEVELS, [(-5.0, 5.0), (3.0, 10.0), (6.0, 9.5), (3.0, 5.0), (0.85, 1.15)]
     )
     loops = [_bowel_contents(loop, detail) for loop in loops]
-    # 40 more small-bowel loops (version 8): 70 left the abdomen emptier than real ones, whose slices cut
-    # 20-30 loops
+    # 40 more small-bowel loops (version 8): with 70 the abdomen looked emptier than the real slices
     extra = _uniform_columns(
         detail,
         40,

@@ -883,7 +883,7 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
                 normal = (math.sin(part.angle), -math.cos(part.angle))
                 centre = (part.cx + gap * normal[0], part.cy + gap * normal[1])
                 canvas.section(Section(*centre, 0.95 * part.a, 7.0, part.angle), Tissue.MUSCLE)
-    # the plates (sacrum, iliac wings, sternum): a wing's three parts overlap, so all the cortex first and
+    # the plates (sacrum, iliac wings, sternum): a wing's parts overlap, so all the cortex first and
     # then all the marrow, which leaves no cortex lines inside a wing
     plates = bone_sections(body, z)[1 if spine is not None else 0 :]
     for section in plates:
