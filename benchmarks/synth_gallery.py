@@ -4,8 +4,8 @@ Run: ``.venv/bin/python benchmarks/synth_gallery.py [--root SYNTH_ROOT] [--patie
 (without ``--root`` a release is generated in a temporary folder). Writes
 ``docs/images/synth-gallery.png`` (left: synthetic, right: real, both in the same window with the
 annotation drawn) and prints, for the synthetic key slices and the 137 real slices of
-``../shared/data/deeplesion/png16``, the tissue peaks and the noise level
-(:mod:`deeplesion.synth.realism`).
+``../shared/data/deeplesion/png16``, the tissue peaks, the noise level and how much of the image width
+the body spans (:mod:`deeplesion.synth.realism`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from deeplesion.catalog import Catalog, Lesion, concat, load_catalog
 from deeplesion.slices import read_slice_hu
 from deeplesion.synth import make_synthetic_release
 from deeplesion.synth.anatomy import REGIONS
-from deeplesion.synth.realism import noise_sigma, tissue_peaks
+from deeplesion.synth.realism import body_width_fraction, noise_sigma, tissue_peaks
 from deeplesion.viz import draw_lesions, write_png
 from deeplesion.windowing import resolve_window
 
@@ -67,6 +67,9 @@ def stats_rows(name: str, images: list[np.ndarray]) -> None:
     for key in ("fat", "soft_tissue"):
         values = [n[key] for n in noise if n[key] is not None]
         cells.append(f"{np.median(values):5.1f} [{min(values):5.1f},{max(values):5.1f}]" if values else "-")
+    widths = [body_width_fraction(x) for x in images]
+    low, high = np.percentile(widths, [10, 90])
+    cells.append(f"{np.median(widths):4.2f} [{low:4.2f},{high:4.2f}]")
     print(f"| {name} ({len(images)}) | " + " | ".join(cells) + " |")
 
 
@@ -113,8 +116,11 @@ def main() -> None:
         ]
         write_png(OUT, np.vstack(pairs))
         print(f"wrote {OUT.relative_to(ROOT)}")
-        print("| slices | air | lung | fat | soft tissue | bone | noise fat | noise soft tissue |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(
+            "| slices | air | lung | fat | soft tissue | bone | noise fat | noise soft tissue "
+            "| body width (10th-90th percentile) |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         keys = sorted({x.key_slice_path for x in synthetic})
         stats_rows("synthetic key slices", [read_slice_hu(root / k) for k in keys])
         stats_rows(

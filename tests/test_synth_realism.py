@@ -477,3 +477,13 @@ def test_the_body_fills_the_field_of_view_yet_every_lesion_lies_inside_it() -> N
                 reach_px = np.hypot(col - centre, row - centre) + lesion.reach_mm / geometry.spacing
                 assert reach_px < geometry.size / 2.0, (series.folder, lesion.kind)
     assert 0.85 < float(np.median(widths)) < 1.0, np.median(widths)
+
+
+def test_body_width_fraction_measures_the_widest_row_of_the_body() -> None:
+    from deeplesion.synth.realism import body_width_fraction
+
+    image = np.full((100, 200), -1000.0)
+    image[40:50, 30:130] = 40.0  # a body 100 px wide across rows inside the 30-60% band
+    image[90:95, :] = 160.0  # a table across the whole width, below the band: not counted
+    assert body_width_fraction(image) == pytest.approx(0.5)
+    assert body_width_fraction(np.full((100, 200), -1000.0)) == 0.0

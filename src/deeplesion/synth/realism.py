@@ -74,3 +74,30 @@ def noise_sigma(hu: npt.NDArray[np.integer | np.floating], *, window_px: int = 7
         chosen = sd[(mean > low) & (mean < high)]
         result[name] = float(np.percentile(chosen, 10)) if chosen.size >= 2000 else None
     return result
+
+
+def body_width_fraction(hu: npt.NDArray[np.integer | np.floating], *, body_hu: float = -400.0) -> float:
+    """How much of the image width the body spans: the widest run from the first to the last pixel above
+    ``body_hu`` along the rows between 30% and 60% of the height (every 4th row; the table, below, and
+    anything above the body are left out), as a fraction of the width. Real scans fit the field of view
+    to the patient, so their bodies span most of it.
+
+    Parameters
+    ----------
+    hu
+        (H, W) slice in HU.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 when no row of that band has a pixel above ``body_hu``.
+    """
+    image = np.asarray(hu)
+    height, width = image.shape
+    band = image[int(0.3 * height) : int(0.6 * height) : 4] > body_hu
+    widest = 0
+    for row in band:
+        columns = np.flatnonzero(row)
+        if len(columns):
+            widest = max(widest, int(columns[-1] - columns[0] + 1))
+    return float(widest) / float(width)

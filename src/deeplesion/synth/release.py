@@ -363,8 +363,8 @@ def _series_plan(
     pose = _random_pose(rng) if pose is None else pose
     # the field of view fits the body's width over the scanned range (below the shoulders) tightly, the
     # widest hips sometimes cut, as in real scans: the body spans 0.99 of the image width on the 137 shared
-    # slices (median), 0.92 on the synthetic key slices (a margin of 5-20% around the pelvis gave 0.80);
-    # spacing 0.6-0.98 mm at 512 px
+    # slices (median of realism.body_width_fraction), 0.88-0.92 on synthetic key slices (a margin of 5-20%
+    # around the pelvis gave 0.80); spacing 0.6-0.98 mm at 512 px
     if spacing is None:
         heights = np.linspace(max(low, 0.40), high, 9) * body.height_mm
         widest = max(body.outline(float(z)).a for z in heights)
