@@ -864,10 +864,11 @@ def in_bone(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
     return inside
 
 
-def bone_sections(body: Body, z: float) -> list[Section]:
+def bone_sections(body: Body, z: float, *, wings: list[Section] | None = None) -> list[Section]:
     """Cross-sections of the plate-like bones where bone lesions are placed: the vertebral body (first,
     when the slice has one), the sacrum, the iliac wings (in parts: :func:`iliac_wing_parts`) and
-    the sternum."""
+    the sternum. ``wings``: both wings' parts when the caller has computed them already
+    (:func:`pelvic_wings`)."""
     sections = []
     spine = body.spine(z)
     if spine is not None:
@@ -879,12 +880,20 @@ def bone_sections(body: Body, z: float) -> list[Section]:
         sections.append(
             Section(0.0, cavity.cy + 0.70 * cavity.b, 0.34 * cavity.a * scale + 1.0, 0.16 * cavity.b)
         )
-    if 0.70 <= zn <= 0.82:
-        for side in (-1.0, 1.0):
-            sections.extend(iliac_wing_parts(cavity, side, zn))
+    sections.extend(pelvic_wings(body, z) if wings is None else wings)
     if 0.38 <= zn <= 0.53:
         sections.append(Section(0.0, cavity.cy - cavity.b - 6.0, 14.0, 7.0))
     return sections
+
+
+def pelvic_wings(body: Body, z: float) -> list[Section]:
+    """Both iliac wings' parts (:func:`iliac_wing_parts`, right then left) at height ``z``; none outside
+    zn 0.70-0.82."""
+    zn = body.zn(z)
+    if not 0.70 <= zn <= 0.82:
+        return []
+    cavity = body.cavity(z)
+    return [part for side in (-1.0, 1.0) for part in iliac_wing_parts(cavity, side, zn)]
 
 
 def femoral_heads(body: Body, z: float) -> list[tuple[float, float, float]]:

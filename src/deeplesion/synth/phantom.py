@@ -33,7 +33,7 @@ from deeplesion.synth.anatomy import (
     Tissue,
     bone_sections,
     femoral_heads,
-    iliac_wing_parts,
+    pelvic_wings,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -876,16 +876,15 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
             canvas.section(body_section, Tissue.CORTICAL)
             canvas.section(body_section, Tissue.TRABECULAR, inset_mm=1.3)  # a thin cortex
     _draw_ribs(canvas, body, z, cavity)
-    if 0.70 <= zn <= 0.82:  # the iliacus muscle lines each iliac wing's inner (front, medial) face
-        for side in (-1.0, 1.0):
-            for part in iliac_wing_parts(cavity, side, zn):
-                gap = part.b + 5.0
-                normal = (math.sin(part.angle), -math.cos(part.angle))
-                centre = (part.cx + gap * normal[0], part.cy + gap * normal[1])
-                canvas.section(Section(*centre, 0.95 * part.a, 7.0, part.angle), Tissue.MUSCLE)
+    wings = pelvic_wings(body, z)
+    for part in wings:  # the iliacus muscle lines each iliac wing's inner (front, medial) face
+        gap = part.b + 5.0
+        normal = (math.sin(part.angle), -math.cos(part.angle))
+        centre = (part.cx + gap * normal[0], part.cy + gap * normal[1])
+        canvas.section(Section(*centre, 0.95 * part.a, 7.0, part.angle), Tissue.MUSCLE)
     # the plates (sacrum, iliac wings, sternum): a wing's parts overlap, so all the cortex first and
     # then all the marrow, which leaves no cortex lines inside a wing
-    plates = bone_sections(body, z)[1 if spine is not None else 0 :]
+    plates = bone_sections(body, z, wings=wings)[1 if spine is not None else 0 :]
     for section in plates:
         canvas.section(section, Tissue.CORTICAL)
     for section in plates:
