@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/synth_gallery.py [--root SYNTH_ROOT] [--patie
 ``docs/images/synth-gallery.png`` (left: synthetic, right: real, both in the same window with the
 annotation drawn) and prints, for the synthetic key slices and the 137 real slices of
 ``../shared/data/deeplesion/png16``, the tissue peaks, the noise level and how much of the image width
-the body spans (:mod:`deeplesion.synth.realism`).
+the body spans and how flat its back lies (:mod:`deeplesion.synth.realism`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from deeplesion.catalog import Catalog, Lesion, concat, load_catalog
 from deeplesion.slices import read_slice_hu
 from deeplesion.synth import make_synthetic_release
 from deeplesion.synth.anatomy import REGIONS
-from deeplesion.synth.realism import body_width_fraction, noise_sigma, tissue_peaks
+from deeplesion.synth.realism import back_flatness, body_width_fraction, noise_sigma, tissue_peaks
 from deeplesion.viz import draw_lesions, write_png
 from deeplesion.windowing import resolve_window
 
@@ -70,6 +70,9 @@ def stats_rows(name: str, images: list[np.ndarray]) -> None:
     widths = [body_width_fraction(x) for x in images]
     low, high = np.percentile(widths, [10, 90])
     cells.append(f"{np.median(widths):4.2f} [{low:4.2f},{high:4.2f}]")
+    flatness = [back_flatness(x) for x in images]
+    low, high = np.nanpercentile(flatness, [10, 90])
+    cells.append(f"{np.nanmedian(flatness):4.2f} [{low:4.2f},{high:4.2f}]")
     print(f"| {name} ({len(images)}) | " + " | ".join(cells) + " |")
 
 
@@ -118,14 +121,18 @@ def main() -> None:
         print(f"wrote {OUT.relative_to(ROOT)}")
         print(
             "| slices | air | lung | fat | soft tissue | bone | noise fat | noise soft tissue "
-            "| body width (10th-90th percentile) |"
+            "| body width (10th-90th percentile) | back flatness (10th-90th percentile) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         keys = sorted({x.key_slice_path for x in synthetic})
         stats_rows("synthetic key slices", [read_slice_hu(root / k) for k in keys])
-        stats_rows(
-            "real slices", [read_slice_hu(p) for p in sorted((real_images / "Images_png").rglob("*.png"))]
-        )
+        real_paths = sorted((real_images / "Images_png").rglob("*.png"))
+        stats_rows("real slices", [read_slice_hu(p) for p in real_paths])
+        # 61 of the 137 come from one series: one slice per series weighs each patient and scan alike
+        middles = [
+            sorted(p for p in real_paths if p.parent == f) for f in sorted({p.parent for p in real_paths})
+        ]
+        stats_rows("real, middle slice per series", [read_slice_hu(s[len(s) // 2]) for s in middles])
 
 
 if __name__ == "__main__":

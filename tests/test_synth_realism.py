@@ -397,6 +397,53 @@ def test_pelvis_has_bone_at_every_height_and_the_iliac_wings_open_forward() -> N
         assert abs(back[0]) < abs(front[0])  # back end by the sacrum, front end lateral
 
 
+def test_the_sacrum_meets_the_iliac_wings_at_the_sacroiliac_joints_and_tapers() -> None:
+    """Version 9: each ala reaches its iliac wing but for the 3 mm joint (the sacrum was a lone ellipse),
+    and the sacrum is widest at S1 and narrows toward the coccyx (it grew from nothing at the top)."""
+    from deeplesion.synth.anatomy import iliac_wing_parts, sacrum_parts
+
+    for seed in (11, 12):
+        body = random_body(np.random.default_rng(seed))
+        z = 0.76 * body.height_mm
+        _, *alae = sacrum_parts(body, z)
+        assert len(alae) == 2
+        for ala, side in zip(alae, (-1.0, 1.0), strict=True):
+            wing = np.vstack([p.polygon() for p in iliac_wing_parts(body.cavity(z), side, 0.76)])
+            gaps = np.hypot(*(wing[:, None, :] - ala.polygon()[None, :, :]).T)
+            assert 1.0 < gaps.min() < 5.0, (seed, side, gaps.min())
+        widths = [
+            max(abs(p.polygon()[:, 0]).max() for p in sacrum_parts(body, zn * body.height_mm))
+            for zn in (0.74, 0.78, 0.81)
+        ]
+        assert widths[0] > widths[1] > widths[2], widths
+    assert sacrum_parts(body, 0.73 * body.height_mm) == []  # L5 is still there
+
+
+def test_the_femoral_head_is_a_ball_in_a_socket_open_laterally() -> None:
+    """Version 9: marrow inside a thin cortex (version 8 drew concentric rings of cortex, cartilage and
+    cortex), the acetabulum's bone round the head's medial side only."""
+    from deeplesion.synth.anatomy import femoral_heads
+
+    body = random_body(np.random.default_rng(11))
+    geometry = SliceGeometry(512, 0.5, -1024.0)
+    z = 0.83 * body.height_mm
+    labels = render_labels(body, geometry, z)
+    rows, cols = np.mgrid[0:512, 0:512]
+    for x, y, radius in femoral_heads(body, z):
+        col, row = geometry.to_px(x, y)
+        distance = np.hypot(cols - col, rows - row) * geometry.spacing
+        head = distance < radius - 2.0
+        assert (labels[head] == Tissue.TRABECULAR).mean() > 0.9
+        shell = (distance > radius + 3.0) & (distance < radius + 7.0)
+        medial = shell & ((cols - col) * np.sign(x) < -0.5 * radius / geometry.spacing)
+        lateral = shell & ((cols - col) * np.sign(x) > 0.5 * radius / geometry.spacing)
+        bone = np.isin(labels, (Tissue.CORTICAL, Tissue.TRABECULAR))
+        assert bone[medial].mean() > 0.8 and bone[lateral].mean() < 0.2, (
+            bone[medial].mean(),
+            bone[lateral].mean(),
+        )
+
+
 def test_bowel_holds_opacified_and_plain_fluid_stool_and_little_gas() -> None:
     """Oral contrast reaches some small-bowel loops, not all; the colon holds stool; gas is a minority of
     the bowel's lumen (version 7 filled every loop with contrast and most of some with gas)."""
@@ -487,3 +534,56 @@ def test_body_width_fraction_measures_the_widest_row_of_the_body() -> None:
     image[90:95, :] = 160.0  # a table across the whole width, below the band: not counted
     assert body_width_fraction(image) == pytest.approx(0.5)
     assert body_width_fraction(np.full((100, 200), -1000.0)) == 0.0
+
+
+def test_back_flatness_measures_the_width_just_above_the_lowest_row() -> None:
+    import cv2
+
+    from deeplesion.synth.realism import back_flatness
+
+    image = np.full((200, 300), -1000.0)
+    cv2.ellipse(image, (150, 100), (120, 60), 0.0, 0.0, 360.0, 40.0, -1)
+    image[175:179, 10:290] = 300.0  # the table: a thin plate under the body, cut off by the opening
+    assert back_flatness(image) == pytest.approx(0.6, abs=0.03)  # an ellipse at 10% of its depth
+    square = np.full((200, 300), -1000.0)
+    square[40:160, 30:270] = 40.0
+    assert back_flatness(square) == pytest.approx(1.0)
+    assert np.isnan(back_flatness(np.full((50, 50), -1000.0)))
+
+
+def synthetic_back_flatness(flat: bool) -> float:
+    """Median :func:`back_flatness` over 6 random bodies at 4 heights (tissue HU without noise)."""
+    from dataclasses import replace
+
+    from deeplesion.synth.realism import back_flatness
+
+    hu_table = StudyLook().tables()[0]
+    geometry = SliceGeometry(512, 0.9, -1024.0)
+    values = []
+    for seed in range(6):
+        body = random_body(np.random.default_rng(seed))
+        if not flat:
+            body = replace(body, back_power=2.0)
+        for zn in (0.45, 0.55, 0.65, 0.75):
+            values.append(back_flatness(hu_table[render_labels(body, geometry, zn * body.height_mm)]))
+    return float(np.median(values))
+
+
+def test_the_back_lies_flat_on_the_table_as_in_real_scans() -> None:
+    """Real: one slice per series of ../shared (35 series), median 0.73, 10th-90th percentile 0.66-0.75;
+    an elliptical back (version 8) gives 0.59."""
+    assert 0.66 < synthetic_back_flatness(flat=True) < 0.78
+    assert synthetic_back_flatness(flat=False) < 0.64
+
+
+@pytest.mark.skipif(not REAL_SLICES.is_dir(), reason="../shared/data/deeplesion/png16 is not present")
+def test_back_flatness_of_the_real_slices() -> None:
+    from deeplesion.synth.realism import back_flatness
+
+    series = sorted({p.parent for p in REAL_SLICES.rglob("*.png")})
+    values = []
+    for folder in series:  # the middle slice of each series: a 61-slice series would outweigh the rest
+        slices = sorted(folder.glob("*.png"))
+        values.append(back_flatness(read_slice_hu(slices[len(slices) // 2])))
+    assert len(values) >= 30
+    assert 0.66 < float(np.median(values)) < 0.78, np.median(values)

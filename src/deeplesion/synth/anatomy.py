@@ -131,6 +131,9 @@ class Section:
     harmonics
         (K, 2) cosine and sine amplitudes of the radius factor ``1 + sum_k c_k cos(k t) + s_k sin(k t)``,
         k = 2..K+1, dimensionless.
+    back_power
+        Exponent of the half on the +``b`` side (the back, for a body outline): 2 is the ellipse's half,
+        more is a superellipse's, squarer (a back flattened on the table).
     """
 
     cx: float
@@ -139,6 +142,7 @@ class Section:
     b: float
     angle: float = 0.0
     harmonics: Array = field(default_factory=lambda: np.zeros((0, 2)))
+    back_power: float = 2.0
 
     def radius_factor(self, t: Array) -> Array:
         """The modulation ``1 + sum_k ...`` at parametric angles ``t`` (radians), any shape."""
@@ -151,6 +155,9 @@ class Section:
         """(N, 2) outline vertices (x, y), mm (N = :data:`POLYGON_POINTS`)."""
         count = len(self.harmonics)
         r = 1.0 + self.harmonics[:, 0] @ _COS[:count] + self.harmonics[:, 1] @ _SIN[:count]
+        if self.back_power != 2.0:  # the superellipse's radius on the back half (its front half as before)
+            p = self.back_power
+            r = r * np.where(_SIN1 > 0.0, (np.abs(_COS1) ** p + np.abs(_SIN1) ** p) ** (-1.0 / p), 1.0)
         u, v = self.a * r * _COS1, self.b * r * _SIN1
         cos, sin = math.cos(self.angle), math.sin(self.angle)
         return np.stack([self.cx + u * cos - v * sin, self.cy + u * sin + v * cos], axis=1)
@@ -160,6 +167,10 @@ class Section:
         dx, dy = np.asarray(x, dtype=np.float64) - self.cx, np.asarray(y, dtype=np.float64) - self.cy
         cos, sin = math.cos(self.angle), math.sin(self.angle)
         u, v = (dx * cos + dy * sin) / self.a, (-dx * sin + dy * cos) / self.b
+        if self.back_power != 2.0:
+            p = self.back_power
+            rho = np.where(v > 0.0, (np.abs(u) ** p + np.abs(v) ** p) ** (1.0 / p), np.hypot(u, v))
+            return np.asarray(rho <= self.radius_factor(np.arctan2(v, u)))
         return np.asarray(u * u + v * v <= self.radius_factor(np.arctan2(v, u)) ** 2)
 
 
@@ -472,6 +483,9 @@ class Body:
         (2 * RIB_LEVELS, 5) one row per rib (right side's 12, then the left's): offset of its start height
         (mm), of its arc outside the cavity (mm), its thickness in the slice plane (mm), half its height
         along z (mm), and a factor on how far it descends from back to front.
+    back_power
+        Exponent of the skin outline's back half (:attr:`Section.back_power`): above 2 the back lies flat
+        on the table (random bodies: 2.3-2.8).
     """
 
     height_mm: float
@@ -488,6 +502,7 @@ class Body:
     mesenteric: Array = field(default_factory=lambda: np.zeros((0, 5)), repr=False)
     breast_mm: float = 0.0
     ribs: Array = field(default_factory=lambda: _standard_ribs(), repr=False)
+    back_power: float = 2.0
 
     def zn(self, z: float) -> float:
         """Normalized height of ``z`` mm."""
@@ -506,7 +521,8 @@ class Body:
     def _outline(self, z: float, keys: tuple[float, ...]) -> Section:
         half_width, half_depth, _ = keys
         wobble = self.outline_harmonics * (1.0 + 0.3 * math.sin(self.zn(z) * 9.0))
-        return Section(0.0, 0.0, half_width * self.width_scale, half_depth * self.depth_scale, 0.0, wobble)
+        a, b = half_width * self.width_scale, half_depth * self.depth_scale
+        return Section(0.0, 0.0, a, b, 0.0, wobble, self.back_power)
 
     def fat_thickness(self, z: float) -> float:
         """Subcutaneous fat thickness at height ``z``, mm (thinner over the chest and neck)."""
@@ -541,12 +557,19 @@ class Body:
             return np.asarray(np.maximum(ray_exit(centre, direction, limit.polygon()) - start, 0.0))
 
         wobble = outer.harmonics * 0.7
-        chest = room(Section(0.0, 0.0, outer.a - 2.0 - fat, outer.b - 2.0 - 0.8 * fat, 0.0, wobble))
+        flat = outer.back_power
+        chest = room(Section(0.0, 0.0, outer.a - 2.0 - fat, outer.b - 2.0 - 0.8 * fat, 0.0, wobble, flat))
         phi = np.abs(np.arctan2(direction[:, 0], -direction[:, 1]))  # 0 at the front midline, pi at the back
         typical = np.interp(phi, [0.0, 0.55, 0.85, 1.9, 2.4, math.pi], [10.0, 10.0, 12.0, 12.0, 15.0, 15.0])
-        skin = room(Section(0.0, 0.0, outer.a - 2.0 - 0.35 * fat, outer.b - 2.0 - 0.3 * fat, 0.0, wobble))
+        skin = room(
+            Section(0.0, 0.0, outer.a - 2.0 - 0.35 * fat, outer.b - 2.0 - 0.3 * fat, 0.0, wobble, flat)
+        )
         abdomen = min(max((self.zn(z) - 0.50) / 0.08, 0.0), 1.0)
         thickness = (1.0 - abdomen) * chest + abdomen * np.minimum(typical, skin)
+        # below the iliac crests the flank and back muscles end (version 9): at the hips only the lower
+        # rectus is left in front, and the hip and gluteal muscles take the sides and back
+        hips = min(max((self.zn(z) - 0.79) / 0.05, 0.0), 1.0)
+        thickness *= 1.0 - hips * np.clip((phi - 0.45) / 0.3, 0.0, 1.0)
         planes = []
         order = np.argsort(phi)
         for side in (-1.0, 1.0):
@@ -722,6 +745,9 @@ def random_body(rng: np.random.Generator) -> Body:
         gas = float(draw < 0.3)  # as the first 70: 30% of the loops hold gas
         loop = Loop(cx, cy, zn_mid * height, half_length, radius, 0.0, 0.0, gas, False, heading, run_mm)
         loops.append(_bowel_contents(loop, detail))
+    # version 9: the back is flattened on the table (a superellipse's half; real backs are as wide at 10%
+    # of the depth above the table as an exponent of about 2.5 gives)
+    back_power = float(detail.uniform(2.3, 2.8))
     return Body(
         height_mm=height,
         width_scale=width,
@@ -736,6 +762,7 @@ def random_body(rng: np.random.Generator) -> Body:
         liver_vessels=liver_vessels,
         mesenteric=mesenteric,
         ribs=ribs,
+        back_power=back_power,
     )
 
 
@@ -875,15 +902,45 @@ def bone_sections(body: Body, z: float, *, wings: list[Section] | None = None) -
         sections.append(Section(spine[0], spine[1], spine[2], spine[2] * 0.85))
     zn = body.zn(z)
     cavity = body.cavity(z)
-    if 0.72 <= zn <= 0.82:
-        scale = math.sin(math.pi * (zn - 0.72) / 0.10)
-        sections.append(
-            Section(0.0, cavity.cy + 0.70 * cavity.b, 0.34 * cavity.a * scale + 1.0, 0.16 * cavity.b)
-        )
+    sections.extend(sacrum_parts(body, z))
     sections.extend(pelvic_wings(body, z) if wings is None else wings)
     if 0.38 <= zn <= 0.53:
         sections.append(Section(0.0, cavity.cy - cavity.b - 6.0, 14.0, 7.0))
     return sections
+
+
+def sacrum_parts(body: Body, z: float) -> list[Section]:
+    """The sacrum at height ``z`` (zn 0.735-0.82, below the L5-S1 disc; none elsewhere): its body in the
+    middle (first), then the right and left alae. Widest at the top (S1, as wide as the last lumbar
+    vertebra), it tapers toward the coccyx and tilts backward as it descends. Down to zn 0.78 each ala
+    reaches the medial end of its iliac wing but for 3 mm (the sacroiliac joint); below, the alae shrink
+    toward the middle."""
+    zn = body.zn(z)
+    if not 0.735 <= zn <= 0.82:
+        return []
+    cavity = body.cavity(z)
+    t = (zn - 0.735) / 0.085
+    scale = math.cos(0.5 * math.pi * t)
+    y = cavity.cy + (0.54 + 0.20 * t) * cavity.b
+    half_width = (0.10 * cavity.a + 8.0) * (0.45 + 0.55 * scale)
+    parts = [Section(0.0, y, half_width, 0.14 * cavity.b * (0.45 + 0.55 * scale))]
+    joint = min(max((0.80 - zn) / 0.02, 0.0), 1.0)  # 1 down to zn 0.78, then the alae let go of the wings
+    for side in (-1.0, 1.0):
+        start = np.array([side * 0.5 * half_width, y])
+        own = np.array([side * (half_width + 0.12 * cavity.a * scale + 4.0), y + 0.03 * cavity.b])
+        end = own
+        if joint > 0.0:
+            wing = min(iliac_wing_parts(cavity, side, zn), key=lambda part: abs(part.cx))  # by the sacrum
+            along = np.array([math.cos(wing.angle), math.sin(wing.angle)])
+            tips = [np.array([wing.cx, wing.cy]) + sign * wing.a * along for sign in (-1.0, 1.0)]
+            tip = min(tips, key=lambda p: abs(float(p[0])))
+            gap = (tip - start) / max(float(np.hypot(*(tip - start))), 1e-6) * 3.0
+            end = joint * (tip - gap) + (1.0 - joint) * own
+        middle, half = 0.5 * (start + end), 0.5 * float(np.hypot(*(end - start)))
+        angle = math.atan2(float(end[1] - start[1]), float(end[0] - start[0]))
+        thickness = 0.10 * cavity.b * (0.5 + 0.5 * scale)
+        parts.append(Section(float(middle[0]), float(middle[1]), max(half, 1.0), thickness, angle))
+    return parts
 
 
 def pelvic_wings(body: Body, z: float) -> list[Section]:
@@ -897,12 +954,13 @@ def pelvic_wings(body: Body, z: float) -> list[Section]:
 
 
 def femoral_heads(body: Body, z: float) -> list[tuple[float, float, float]]:
-    """Centre (x, y) mm and outer radius mm of the femoral heads at height ``z`` (none outside the hips)."""
+    """Centre (x, y) mm and radius mm of the femoral heads (the balls, without the sockets around them)
+    at height ``z``, right then left (none outside the hips, zn 0.80-0.90)."""
     zn = body.zn(z)
     if not 0.80 <= zn <= 0.90:
         return []
     cavity = body.cavity(z)
-    radius = 5.0 + 25.0 * math.sin(math.pi * min((zn - 0.80) / 0.07, 1.0) * 0.5 + math.pi * 0.25)
+    radius = 1.0 + 25.0 * math.sin(math.pi * min((zn - 0.80) / 0.07, 1.0) * 0.5 + math.pi * 0.25)
     return [(side * 0.66 * cavity.a, cavity.cy + 0.05 * cavity.b, radius) for side in (-1.0, 1.0)]
 
 
@@ -917,7 +975,7 @@ def iliac_wing(cavity: Section, side: float, zn: float) -> Section:
             side * 0.66 * cavity.a,
             cavity.cy + 0.25 * cavity.b,
             0.36 * cavity.a * (0.5 + 0.5 * grow),
-            7.0 + 4.0 * grow,
+            5.0 + 3.0 * grow,  # version 9: thinner (7 + 4 grow), real wings are 5-15 mm thick
             flare,
         )
     t = min((zn - 0.76) / 0.06, 1.0)
@@ -925,7 +983,7 @@ def iliac_wing(cavity: Section, side: float, zn: float) -> Section:
         side * (0.66 - 0.01 * t) * cavity.a,
         cavity.cy + (0.25 - 0.17 * t) * cavity.b,
         0.36 * cavity.a * (1.0 - t) + 20.0 * t,
-        11.0 + 7.0 * t,
+        8.0 + 10.0 * t,
         flare * (1.0 - 0.7 * t),
     )
 

@@ -34,6 +34,7 @@ from deeplesion.synth.anatomy import (
     bone_sections,
     femoral_heads,
     pelvic_wings,
+    sacrum_parts,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -644,7 +645,7 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             content = Tissue.STOOL
         if loop.collapsed:
             # an empty loop: a small knot of wall around a slit of fluid
-            r = max(0.5 * r, 4.0)
+            r = max(0.5 * r, min(r, 4.0))  # tapers with the loop's ends, as r does
             canvas.circle(x, y, r, Tissue.BOWEL_WALL)
             canvas.line(np.array([[x - 0.4 * r, y], [x + 0.4 * r, y]]), 1.0, content)
             continue
@@ -844,37 +845,7 @@ def _draw_airways(canvas: Canvas, body: Body, z: float) -> None:
 def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section) -> None:
     spine = body.spine(z)
     if spine is not None:
-        x, y, radius = spine
-        level_mm = 16.0 if zn < 0.34 else 24.0 if zn < 0.6 else 32.0
-        in_disc = ((z / level_mm) % 1.0) < 5.0 / level_mm
-        body_section = Section(x, y, radius, radius * 0.85)
-        # the posterior arch: pedicles and laminae around the spinal canal, the spinous process behind
-        back = y + radius
-        arch = np.array(
-            [[-8.0, -1.0], [-10.5, 7.0], [-7.0, 14.5], [0.0, 17.0], [7.0, 14.5], [10.5, 7.0], [8.0, -1.0]]
-        )
-        canvas.line(arch + np.array([x, back]), 4.0, Tissue.CORTICAL)
-        spinous = np.array([[x, back + 16.0], [x, back + 33.0]])
-        canvas.line(spinous, 6.0, Tissue.CORTICAL)
-        canvas.line(spinous, 2.5, Tissue.TRABECULAR)
-        canvas.circle(x, back + 7.0, 7.0, Tissue.CSF)  # spinal canal
-        if zn > 0.6 and (z / level_mm) % 1.0 > 0.55:  # lumbar transverse processes off the arch, mid-vertebra
-            for side in (-1.0, 1.0):
-                canvas.line(
-                    np.array(
-                        [
-                            [x + side * 8.0, y + radius + 9.0],
-                            [x + side * (8.0 + 1.1 * radius), y + radius + 13.0],
-                        ]
-                    ),
-                    5.0,
-                    Tissue.CORTICAL,
-                )
-        if in_disc:
-            canvas.section(body_section, Tissue.DISC)
-        else:
-            canvas.section(body_section, Tissue.CORTICAL)
-            canvas.section(body_section, Tissue.TRABECULAR, inset_mm=1.3)  # a thin cortex
+        _draw_vertebra(canvas, *spine, z, zn)
     _draw_ribs(canvas, body, z, cavity)
     wings = pelvic_wings(body, z)
     for part in wings:  # the iliacus muscle lines each iliac wing's inner (front, medial) face
@@ -889,24 +860,95 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
         canvas.section(section, Tissue.CORTICAL)
     for section in plates:
         canvas.section(section, Tissue.TRABECULAR, inset_mm=2.5)
-    if 0.72 <= zn <= 0.82:  # the sacral canal, near the sacrum's back (its outline is in bone_sections)
-        scale = math.sin(math.pi * (zn - 0.72) / 0.10)
-        half_width, half_depth = 0.34 * cavity.a * scale + 1.0, 0.16 * cavity.b
-        if half_width > 12.0:
-            canal = Section(
-                0.0, cavity.cy + 0.70 * cavity.b + 0.4 * half_depth, 0.14 * half_width, 0.3 * half_depth
-            )
-            canvas.section(canal, Tissue.CSF)
+    sacrum = sacrum_parts(body, z)
+    if sacrum and sacrum[0].a > 10.0:  # the sacral canal near the back of its body; foramina in the alae
+        middle = sacrum[0]
+        canal = Section(0.0, middle.cy + 0.45 * middle.b, 0.45 * middle.a, 0.35 * middle.b)
+        canvas.section(canal, Tissue.CSF)
+        for ala in sacrum[1:]:
+            canvas.circle(ala.cx, ala.cy, min(3.5, 0.25 * ala.a), Tissue.CSF)
     if 0.83 <= zn <= 0.90:  # ischial bones behind the hip joints
         for side in (-1.0, 1.0):
             ischium = Section(side * 0.42 * cavity.a, cavity.cy + 0.55 * cavity.b, 12.0, 16.0, side * 0.4)
             canvas.section(ischium, Tissue.CORTICAL)
             canvas.section(ischium, Tissue.TRABECULAR, inset_mm=2.5)
-    for x, y, radius in femoral_heads(body, z):  # in their sockets: acetabulum, joint cartilage, head
-        canvas.circle(x, y, radius, Tissue.CORTICAL)
-        canvas.circle(x, y, radius - 2.0, Tissue.CARTILAGE)
-        canvas.circle(x, y, radius - 4.0, Tissue.CORTICAL)
-        canvas.circle(x, y, radius - 5.5, Tissue.TRABECULAR)
+    hips = femoral_heads(body, z)
+    for x, y, radius in hips:  # the femur sits in muscle: iliopsoas in front, the gluteal muscles around
+        side = 1.0 if x > 0.0 else -1.0
+        canvas.section(Section(x + side * 12.0, y, radius + 26.0, radius + 14.0), Tissue.MUSCLE)
+    for x, y, radius in hips:
+        _draw_hip(canvas, x, y, radius, zn)
+
+
+def _draw_vertebra(canvas: Canvas, x: float, y: float, radius: float, z: float, zn: float) -> None:
+    """One vertebra (body centre x, y mm, radius mm) at height ``z`` mm, normalized ``zn``: the body (or
+    its disc, at the level boundaries), its back border hollowed by the spinal canal; the posterior arch
+    of version 9: pedicles back from the body, laminae meeting in a V behind the canal, a spinous process
+    tapering backward, articular facets at the pedicle-lamina corners and, in the lumbar spine (zn > 0.6,
+    mid-vertebra), transverse processes; marrow inside the pedicles and the spinous process. The canal
+    is round in the chest and triangular lower down."""
+    level_mm = 16.0 if zn < 0.34 else 24.0 if zn < 0.6 else 32.0
+    in_disc = ((z / level_mm) % 1.0) < 5.0 / level_mm
+    lumbar = zn > 0.6
+    back = y + 0.85 * radius  # the body's back border
+    corner_x, corner_y = 11.5, 10.0  # where pedicle, lamina, facet (and transverse process) meet, from back
+    spinous = np.array([[x, back + 17.0], [x, back + 26.0], [x, back + 34.0]])
+    pedicles = [
+        np.array([[x + side * 9.0, back - 2.0], [x + side * corner_x, back + corner_y]]) for side in (-1, 1)
+    ]
+    for side, pedicle in zip((-1.0, 1.0), pedicles, strict=True):
+        canvas.line(pedicle, 6.5, Tissue.CORTICAL)
+        canvas.line(np.array([pedicle[1], [x, back + 18.0]]), 5.0, Tissue.CORTICAL)  # lamina
+        canvas.circle(x + side * (corner_x + 2.5), back + corner_y + 1.0, 4.5, Tissue.CORTICAL)  # facet
+        if lumbar and (z / level_mm) % 1.0 > 0.55:
+            tip = [x + side * (corner_x + 1.1 * radius), back + corner_y + 3.0]
+            canvas.line(np.array([pedicle[1], tip]), 5.0, Tissue.CORTICAL)
+    canvas.line(spinous[:2], 7.0, Tissue.CORTICAL)
+    canvas.line(spinous[1:], 4.5, Tissue.CORTICAL)
+    for pedicle in pedicles:
+        canvas.line(pedicle, 3.0, Tissue.TRABECULAR)
+    canvas.line(spinous[:2], 3.0, Tissue.TRABECULAR)
+    vertebral_body = Section(x, y, radius, radius * 0.85)
+    if in_disc:
+        canvas.section(vertebral_body, Tissue.DISC)
+    else:
+        canvas.section(vertebral_body, Tissue.CORTICAL)
+        canvas.section(vertebral_body, Tissue.TRABECULAR, inset_mm=1.3)  # a thin cortex
+    if lumbar:
+        canal = np.array([[-9.0, -1.5], [9.0, -1.5], [5.0, 10.5], [0.0, 13.5], [-5.0, 10.5]])
+    else:
+        angles = np.linspace(0.0, 2.0 * math.pi, 16, endpoint=False)
+        canal = np.column_stack([7.5 * np.cos(angles), 5.0 + 7.0 * np.sin(angles)])
+    middle = canal.mean(axis=0)
+    rim = middle + (canal - middle) * 1.2  # a cortex rim round the canal where it hollows the body
+    canvas.polygon(rim + np.array([x, back]), Tissue.CORTICAL if not in_disc else Tissue.DISC)
+    canvas.polygon(canal + np.array([x, back]), Tissue.CSF)
+
+
+def _draw_hip(canvas: Canvas, x: float, y: float, radius: float, zn: float) -> None:
+    """One hip at normalized height ``zn``: the femoral head (centre x, y mm, radius mm; a thin cortex
+    round marrow); above zn 0.855 the socket (acetabulum) cups its medial side behind a thin joint space;
+    below zn 0.845 the neck runs out laterally and a little forward to the greater trochanter."""
+    side = 1.0 if x > 0.0 else -1.0
+    if zn <= 0.855:
+        # the cup: an arc round the medial side, 2 mm of cartilage then 6 mm of bone
+        medial = math.pi if side > 0.0 else 0.0
+        phi = medial + np.linspace(-1.9, 1.9, 24)
+        arc = np.column_stack([np.cos(phi), np.sin(phi)])
+        centre = np.array([x, y])
+        canvas.line(centre + (radius + 1.0) * arc, 2.0, Tissue.CARTILAGE)
+        canvas.line(centre + (radius + 5.0) * arc, 6.0, Tissue.CORTICAL)
+        canvas.line(centre + (radius + 5.0) * arc, 3.0, Tissue.TRABECULAR)
+    if zn >= 0.845:
+        grow = min((zn - 0.845) / 0.03, 1.0)
+        trochanter = (x + side * (radius + 16.0), y + 4.0)
+        neck = np.array([[x, y], trochanter])
+        canvas.line(neck, 1.5 * radius, Tissue.CORTICAL)
+        canvas.line(neck, 1.5 * radius - 3.0, Tissue.TRABECULAR)
+        canvas.circle(*trochanter, 12.0 + 6.0 * grow, Tissue.CORTICAL)
+        canvas.circle(*trochanter, 10.5 + 6.0 * grow, Tissue.TRABECULAR)
+    canvas.circle(x, y, radius, Tissue.CORTICAL)
+    canvas.circle(x, y, radius - 1.5, Tissue.TRABECULAR)
 
 
 def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:

@@ -1,4 +1,5 @@
-"""Measure how CT-like a slice is: the HU peaks of the main tissues and the noise level.
+"""Measure how CT-like a slice is: the HU peaks of the main tissues, the noise level, how much of the
+image the body spans and how flat its back lies on the table.
 
 The same functions measure real DeepLesion slices and synthetic ones, so the synthetic release can be
 checked against the real range (``tests/test_synth_realism.py``, ``benchmarks/synth_gallery.py``).
@@ -101,3 +102,44 @@ def body_width_fraction(hu: npt.NDArray[np.integer | np.floating], *, body_hu: f
         if len(columns):
             widest = max(widest, int(columns[-1] - columns[0] + 1))
     return float(widest) / float(width)
+
+
+def back_flatness(
+    hu: npt.NDArray[np.integer | np.floating], *, at: float = 0.1, body_hu: float = -400.0
+) -> float:
+    """How flat the back lies on the table: the body's width ``at`` of its depth above its lowest row, as a
+    fraction of its widest row. An ellipse gives 0.60 at 0.1; real supine bodies are flattened by the
+    table (one slice from each of the 35 series of ``../shared/data/deeplesion/png16``: median 0.73).
+
+    The body is the largest connected region above ``body_hu`` after an opening with a 9-pixel disc,
+    which cuts off the table's thin curved plates.
+
+    Parameters
+    ----------
+    hu
+        (H, W) slice in HU, the patient's back toward the bottom of the image (as DeepLesion's slices).
+    at
+        Height above the lowest row of the body, as a fraction of the body's depth.
+
+    Returns
+    -------
+    float
+        In [0, 1]; NaN when nothing in the slice is above ``body_hu``.
+    """
+    import cv2
+
+    above = (np.asarray(hu) > body_hu).astype(np.uint8)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.morphologyEx(above, cv2.MORPH_OPEN, disc))
+    if count < 2:
+        return float("nan")
+    body = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    rows = np.flatnonzero(body.any(axis=1))
+    top, bottom = int(rows[0]), int(rows[-1])
+
+    def width(row: int) -> int:
+        columns = np.flatnonzero(body[row])
+        return int(columns[-1] - columns[0] + 1) if len(columns) else 0
+
+    widest = max(width(row) for row in range(top, bottom + 1))
+    return width(round(bottom - at * (bottom - top))) / widest

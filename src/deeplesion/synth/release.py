@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 8
+GENERATOR_VERSION = 9
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -90,7 +90,15 @@ metastases and masses blend into their surroundings within 1-2 mm of the surface
 sclerotic lesions keep sharp edges), cores fade in, larger lesions are more heterogeneous. The field of
 view fits the body's width over the scanned range tightly, as real scans do (a 5-20% margin around the
 pelvis made every body look small), so the pixel spacing, and with it every row's pixel values, changed;
-lesions and their millimetre sizes are placed as before, except bone lesions in the wings' new shape).
+lesions and their millimetre sizes are placed as before, except bone lesions in the wings' new shape);
+9: the back lies flat on the table (the skin outline's back half a superellipse, exponent 2.3-2.8 per
+patient: real backs are 0.73 of the body's width at a tenth of its depth above the table, an ellipse
+0.60); the sacrum is a body with alae, foramina and a canal (an ellipse); each femoral head is a ball
+with a thin cortex cupped by the acetabulum on its medial side (concentric rings), its neck runs out to
+the greater trochanter below, and the femur lies in muscle; below the iliac crests the flank and back
+muscles give way to the hip and gluteal muscles (an even ring of wall muscle round the pelvis);
+collapsed bowel loops taper at their ends. Bone lesions move with the sacrum's and femoral heads' new
+shapes (a head's region is now the ball), soft-tissue lesions with the flatter back.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
