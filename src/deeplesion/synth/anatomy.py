@@ -560,7 +560,13 @@ class Body:
         flat = outer.back_power
         chest = room(Section(0.0, 0.0, outer.a - 2.0 - fat, outer.b - 2.0 - 0.8 * fat, 0.0, wobble, flat))
         phi = np.abs(np.arctan2(direction[:, 0], -direction[:, 1]))  # 0 at the front midline, pi at the back
-        typical = np.interp(phi, [0.0, 0.55, 0.85, 1.9, 2.4, math.pi], [10.0, 10.0, 12.0, 12.0, 15.0, 15.0])
+        # the rectus in front, then the wall thins to its aponeurosis (the linea semilunaris, version 9:
+        # an even band all round looked drawn), the three flank muscles, the back muscles
+        typical = np.interp(
+            phi,
+            [0.0, 0.30, 0.50, 0.62, 0.85, 1.9, 2.4, math.pi],
+            [11.0, 11.0, 4.0, 4.0, 14.0, 14.0, 15.0, 15.0],
+        )
         skin = room(
             Section(0.0, 0.0, outer.a - 2.0 - 0.35 * fat, outer.b - 2.0 - 0.3 * fat, 0.0, wobble, flat)
         )

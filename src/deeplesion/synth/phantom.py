@@ -695,9 +695,16 @@ def _draw_bowel_run(
     xs = x + length * s * np.cos(angles)
     ys = y + length * s * np.sin(angles)
     points = np.column_stack([xs, ys])
-    canvas.line(points, 2.0 * r, Tissue.BOWEL_WALL)
+    # its calibre varies along the run by up to a fifth either way (version 9: a tube of one width looked
+    # drawn): discs along the course, close enough to merge, all the wall first and then the content
+    dense = np.linspace(-0.5, 0.5, max(int(length / (0.5 * r)) + 2, 3))
+    along_xy = np.column_stack([np.interp(dense, s, xs), np.interp(dense, s, ys)])
+    calibre = r * (1.0 + 0.2 * np.sin(loop.z_mid * 0.11 + 7.0 * dense))
+    for (cx, cy), radius in zip(along_xy, calibre, strict=True):
+        canvas.circle(cx, cy, radius, Tissue.BOWEL_WALL)
+    for (cx, cy), radius in zip(along_xy, calibre, strict=True):
+        canvas.circle(cx, cy, radius - 2.2, content)
     lumen = 2.0 * r - 4.4
-    canvas.line(points, lumen, content)
     if folds and content == Tissue.BOWEL_CONTENT and lumen > 6.0:
         # the folds of the jejunum across its lumen, every 5 mm: its feathery look with oral contrast
         along = np.cumsum(np.r_[0.0, np.hypot(*np.diff(points, axis=0).T)])
@@ -853,6 +860,10 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
         normal = (math.sin(part.angle), -math.cos(part.angle))
         centre = (part.cx + gap * normal[0], part.cy + gap * normal[1])
         canvas.section(Section(*centre, 0.95 * part.a, 7.0, part.angle), Tissue.MUSCLE)
+    hips = femoral_heads(body, z)
+    for x, y, radius in hips:  # the femur sits in muscle: iliopsoas in front, the gluteal muscles around
+        side = 1.0 if x > 0.0 else -1.0
+        canvas.section(Section(x + side * 12.0, y, radius + 26.0, radius + 14.0), Tissue.MUSCLE)
     # the plates (sacrum, iliac wings, sternum): a wing's parts overlap, so all the cortex first and
     # then all the marrow, which leaves no cortex lines inside a wing
     plates = bone_sections(body, z, wings=wings)[1 if spine is not None else 0 :]
@@ -872,10 +883,6 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
             ischium = Section(side * 0.42 * cavity.a, cavity.cy + 0.55 * cavity.b, 12.0, 16.0, side * 0.4)
             canvas.section(ischium, Tissue.CORTICAL)
             canvas.section(ischium, Tissue.TRABECULAR, inset_mm=2.5)
-    hips = femoral_heads(body, z)
-    for x, y, radius in hips:  # the femur sits in muscle: iliopsoas in front, the gluteal muscles around
-        side = 1.0 if x > 0.0 else -1.0
-        canvas.section(Section(x + side * 12.0, y, radius + 26.0, radius + 14.0), Tissue.MUSCLE)
     for x, y, radius in hips:
         _draw_hip(canvas, x, y, radius, zn)
 
@@ -927,10 +934,13 @@ def _draw_vertebra(canvas: Canvas, x: float, y: float, radius: float, z: float, 
 
 def _draw_hip(canvas: Canvas, x: float, y: float, radius: float, zn: float) -> None:
     """One hip at normalized height ``zn``: the femoral head (centre x, y mm, radius mm; a thin cortex
-    round marrow); above zn 0.855 the socket (acetabulum) cups its medial side behind a thin joint space;
+    round marrow) under a joint line in the acetabular roof above zn 0.81; down to zn 0.855 the socket
+    (acetabulum) cups its medial side behind a thin joint space;
     below zn 0.845 the neck runs out laterally and a little forward to the greater trochanter."""
     side = 1.0 if x > 0.0 else -1.0
-    if zn <= 0.855:
+    if zn < 0.81:  # the dome of the head under the acetabular roof (the iliac wing's lower end): a joint line
+        canvas.circle(x, y, radius + 1.5, Tissue.CARTILAGE)
+    elif zn <= 0.855:
         # the cup: an arc round the medial side, 2 mm of cartilage then 6 mm of bone
         medial = math.pi if side > 0.0 else 0.0
         phi = medial + np.linspace(-1.9, 1.9, 24)

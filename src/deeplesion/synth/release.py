@@ -96,8 +96,10 @@ patient: real backs are 0.73 of the body's width at a tenth of its depth above t
 0.60); the sacrum is a body with alae, foramina and a canal (an ellipse); each femoral head is a ball
 with a thin cortex cupped by the acetabulum on its medial side (concentric rings), its neck runs out to
 the greater trochanter below, and the femur lies in muscle; below the iliac crests the flank and back
-muscles give way to the hip and gluteal muscles (an even ring of wall muscle round the pelvis);
-collapsed bowel loops taper at their ends. Bone lesions move with the sacrum's and femoral heads' new
+muscles give way to the hip and gluteal muscles (an even ring of wall muscle round the pelvis), and
+above them the wall thins between the rectus and the flank muscles (the linea semilunaris); vertebrae
+have a V-shaped posterior arch with facets and a canal that hollows the body's back (a ring); small-bowel
+runs vary in calibre along their course (one width); collapsed bowel loops taper at their ends. Bone lesions move with the sacrum's and femoral heads' new
 shapes (a head's region is now the ball), soft-tissue lesions with the flatter back.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
