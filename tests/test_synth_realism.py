@@ -505,8 +505,10 @@ def test_metastases_have_soft_margins_and_cysts_sharp_ones() -> None:
 
 
 def test_the_body_fills_the_field_of_view_yet_every_lesion_lies_inside_it() -> None:
-    """The field of view fits the body as tightly as real scans (whose bodies span 0.99 of the width), but
-    is widened where a lesion would otherwise reach past its circle."""
+    """The field of view fits the body as real scans do (one slice per series of ../shared: the body spans
+    0.77 of the width, 10th-90th percentile 0.68-0.95; version 8 fitted 0.99, the median over all 137
+    slices, which one patient's three series decide), but is widened where a lesion would otherwise reach
+    past its circle."""
     widths = []
     # (seed 1 has lesions that a field of view fitted to the body alone would cut)
     for plan in [*plan_release(PATIENTS, 0), *plan_release(PATIENTS, 1)]:
@@ -523,7 +525,7 @@ def test_the_body_fills_the_field_of_view_yet_every_lesion_lies_inside_it() -> N
                 centre = geometry.center_px
                 reach_px = np.hypot(col - centre, row - centre) + lesion.reach_mm / geometry.spacing
                 assert reach_px < geometry.size / 2.0, (series.folder, lesion.kind)
-    assert 0.85 < float(np.median(widths)) < 1.0, np.median(widths)
+    assert 0.70 < float(np.median(widths)) < 0.84, np.median(widths)
 
 
 def test_body_width_fraction_measures_the_widest_row_of_the_body() -> None:
@@ -577,13 +579,18 @@ def test_the_back_lies_flat_on_the_table_as_in_real_scans() -> None:
 
 
 @pytest.mark.skipif(not REAL_SLICES.is_dir(), reason="../shared/data/deeplesion/png16 is not present")
-def test_back_flatness_of_the_real_slices() -> None:
-    from deeplesion.synth.realism import back_flatness
+def test_back_flatness_and_body_width_of_the_real_slices() -> None:
+    """The real values the synthetic release is fitted to, one slice per series (patient 1's three series
+    hold 90 of the 137 slices and fill the width: over all slices the body spans 0.99 of it)."""
+    from deeplesion.synth.realism import back_flatness, body_width_fraction
 
     series = sorted({p.parent for p in REAL_SLICES.rglob("*.png")})
-    values = []
+    flatness, widths = [], []
     for folder in series:  # the middle slice of each series: a 61-slice series would outweigh the rest
         slices = sorted(folder.glob("*.png"))
-        values.append(back_flatness(read_slice_hu(slices[len(slices) // 2])))
-    assert len(values) >= 30
-    assert 0.66 < float(np.median(values)) < 0.78, np.median(values)
+        hu = read_slice_hu(slices[len(slices) // 2])
+        flatness.append(back_flatness(hu))
+        widths.append(body_width_fraction(hu))
+    assert len(series) >= 30
+    assert 0.66 < float(np.median(flatness)) < 0.78, np.median(flatness)
+    assert 0.72 < float(np.median(widths)) < 0.82, np.median(widths)

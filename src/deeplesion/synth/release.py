@@ -99,8 +99,12 @@ the greater trochanter below, and the femur lies in muscle; below the iliac cres
 muscles give way to the hip and gluteal muscles (an even ring of wall muscle round the pelvis), and
 above them the wall thins between the rectus and the flank muscles (the linea semilunaris); vertebrae
 have a V-shaped posterior arch with facets and a canal that hollows the body's back (a ring); small-bowel
-runs vary in calibre along their course (one width); collapsed bowel loops taper at their ends. Bone lesions move with the sacrum's and femoral heads' new
-shapes (a head's region is now the ball), soft-tissue lesions with the flatter back.
+runs vary in calibre along their course (one width); collapsed bowel loops taper at their ends. The
+field of view is 0.97-1.25 times the body's widest width (0.90-1.02): one slice per real series, bodies
+span 0.77 of the width; version 8's 0.99 was the median over all 137 shared slices, 90 of them one
+patient's. This changes the spacing and so every row's pixel values; bone lesions move with the
+sacrum's and femoral heads' new shapes (a head's region is now the ball), soft-tissue lesions with the
+flatter back.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
@@ -371,15 +375,16 @@ def _series_plan(
     if z_first is not None:
         z_start = z_first
     pose = _random_pose(rng) if pose is None else pose
-    # the field of view fits the body's width over the scanned range (below the shoulders) tightly, the
-    # widest hips sometimes cut, as in real scans: the body spans 0.99 of the image width on the 137 shared
-    # slices (median of realism.body_width_fraction), 0.88-0.92 on synthetic key slices (a margin of 5-20%
-    # around the pelvis gave 0.80); spacing 0.6-0.98 mm at 512 px
+    # the field of view follows the body's widest width over the scanned range (below the shoulders),
+    # 0.97-1.25 times it: on the shared real slices, one per series, the body spans 0.77 of the image
+    # width (10th-90th percentile 0.68-0.95; realism.body_width_fraction). Version 8 fitted 0.90-1.02 to
+    # the median over all 137 slices, 0.99, which one patient's three series (90 slices) decide.
+    # Spacing 0.6-0.98 mm at 512 px.
     if spacing is None:
         heights = np.linspace(max(low, 0.40), high, 9) * body.height_mm
         widest = max(body.outline(float(z)).a for z in heights)
         shift = math.hypot(pose[1], pose[2])
-        fov = 2.0 * (widest + shift) * float(rng.uniform(0.9, 1.02))
+        fov = 2.0 * (widest + shift) * float(rng.uniform(0.97, 1.25))
         # yet every lesion in the scanned range lies inside the circular field of view, 5 mm from its edge
         for lesion in lesions:
             if z_start - lesion.reach_mm <= lesion.center[2] <= z_end + lesion.reach_mm:
