@@ -593,17 +593,19 @@ def _breasts(body: Body, outline: Section, zn: float) -> list[Section]:
 
 
 def _draw_table(canvas: Canvas, outline: Section, geometry: SliceGeometry) -> None:
-    """The patient table: a band under the back, curving up at its edges, level in the image whatever
-    the patient's pose (it belongs to the scanner, not to the body)."""
+    """The patient table: a curved cradle under the back, its two shells meeting at its edges, level in
+    the image whatever the patient's pose (it belongs to the scanner, not to the body)."""
     angle = geometry.pose[0]
-    half = 1.3 * outline.a
-    xs = np.linspace(-half, half, 24)  # scanner mm, relative to the body's shifted centre
-    ys = outline.b + 8.0 - 22.0 * (xs / half) ** 2
+    half = 1.1 * outline.a
+    u = np.linspace(-1.0, 1.0, 41)
+    xs = half * u  # scanner mm, relative to the body's shifted centre
+    # a cradle (version 9: two nearly flat bands before): the top shell, 14 mm under the back (the pad
+    # between), rises 50 mm to its edges; the bottom shell, 25 mm below it in the middle, meets it there
+    top = outline.b + 14.0 - 50.0 * u**2
     cos, sin = math.cos(angle), math.sin(angle)
-    for offset, thickness in ((0.0, 4.0), (20.0, 3.0)):
-        sy = ys + offset
-        # body point p with R p + d = scanner point: p = R^T (scanner - d); here scanner - d = (xs, sy)
-        canvas.line(np.column_stack([xs * cos + sy * sin, -xs * sin + sy * cos]), thickness, Tissue.TABLE)
+    for ys in (top, top + 25.0 * (1.0 - u**2)):
+        # body point p with R p + d = scanner point: p = R^T (scanner - d); here scanner - d = (xs, ys)
+        canvas.line(np.column_stack([xs * cos + ys * sin, -xs * sin + ys * cos]), 2.5, Tissue.TABLE)
 
 
 def _draw_shoulders(canvas: Canvas, outline: Section, zn: float) -> None:

@@ -99,7 +99,8 @@ the greater trochanter below, and the femur lies in muscle; below the iliac cres
 muscles give way to the hip and gluteal muscles (an even ring of wall muscle round the pelvis), and
 above them the wall thins between the rectus and the flank muscles (the linea semilunaris); vertebrae
 have a V-shaped posterior arch with facets and a canal that hollows the body's back (a ring); small-bowel
-runs vary in calibre along their course (one width); collapsed bowel loops taper at their ends. The
+runs vary in calibre along their course (one width); collapsed bowel loops taper at their ends; the
+table is a curved cradle of two thin shells (two nearly flat bands). The
 field of view is 0.97-1.25 times the body's widest width (0.90-1.02): one slice per real series, bodies
 span 0.77 of the width; version 8's 0.99 was the median over all 137 shared slices, 90 of them one
 patient's. This changes the spacing and so every row's pixel values; bone lesions move with the
