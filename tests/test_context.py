@@ -177,3 +177,33 @@ def test_real_series_match_their_slice_range(png16_release: deeplesion.Release) 
         assert png16_release.slice_numbers(lesion.folder) == frozenset(range(first, last + 1)), key
         volume = png16_release.volume(key)
         assert volume.data.shape[0] == last - first + 1
+
+
+def test_stack_values_do_not_depend_on_how_the_slices_are_laid_out_in_memory() -> None:
+    """The same pixels give the same stack whether a slice arrives whole and is cropped, or as a cropped
+    region that fills its own array (the cache) or is a view into a larger one: OpenCV's vector and scalar
+    loops round differently, and which pixels each covers depends on the layout (1e-5 apart before)."""
+    from deeplesion.context import build_stack
+
+    rng = np.random.default_rng(3)
+    slices = {n: rng.integers(-1024, 2000, size=(512, 512)).astype(np.int16) for n in range(1, 12)}
+    box = (52, 105, 469, 420)  # 417 columns: not a multiple of any vector width
+    plan = plan_context(9, 2.0, 1.3, "correct")
+    available = set(slices)
+    gain, offset = 255.0 / 4095.0, 1024.0 * 255.0 / 4095.0
+
+    def whole(n: int) -> np.ndarray:
+        return slices[n]
+
+    def region(n: int) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        return slices[n][y0:y1, x0:x1].copy()
+
+    def view(n: int) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        return slices[n][y0 - 5 : y1 + 5, x0 - 7 : x1 + 3][5:-5, 7:-3]
+
+    expected = build_stack(6, plan, available, whole, crop_box=box, gain=gain, offset=offset).hu
+    for read in (region, view):
+        got = build_stack(6, plan, available, read, gain=gain, offset=offset).hu
+        assert np.array_equal(got, expected), np.abs(got - expected).max()

@@ -184,7 +184,11 @@ def build_stack(
             if crop_box is not None:
                 x0, y0, x1, y1 = crop_box
                 image = image[y0:y1, x0:x1]
-            decoded[number] = image
+            # contiguous, whichever way the region came (a crop of a whole slice, a cached region that
+            # fills its array or a view into a larger one): OpenCV runs a contiguous array as one long
+            # row and a strided one row by row, and its vector and scalar loops round the last float
+            # digit differently, so the same pixels gave values 1e-5 apart between the two
+            decoded[number] = np.ascontiguousarray(image)
         return decoded[number]
 
     sources = [
