@@ -181,8 +181,8 @@ def test_real_series_match_their_slice_range(png16_release: deeplesion.Release) 
 
 def test_stack_values_do_not_depend_on_how_the_slices_are_laid_out_in_memory() -> None:
     """The same pixels give the same stack whether a slice arrives whole and is cropped, or as a cropped
-    region that fills its own array (the cache) or is a view into a larger one: OpenCV's vector and scalar
-    loops round differently, and which pixels each covers depends on the layout (1e-5 apart before)."""
+    region that fills its own array (the cache) or is a view into a larger one (with OpenCV's blend, its
+    vector and scalar loops covered different pixels in each layout and rounded differently: 1e-5 apart)."""
     from deeplesion.context import build_stack
 
     rng = np.random.default_rng(3)
@@ -207,3 +207,26 @@ def test_stack_values_do_not_depend_on_how_the_slices_are_laid_out_in_memory() -
     for read in (region, view):
         got = build_stack(6, plan, available, read, gain=gain, offset=offset).hu
         assert np.array_equal(got, expected), np.abs(got - expected).max()
+
+
+def test_stack_values_do_not_depend_on_opencv_threads() -> None:
+    """A DataLoader worker runs one OpenCV thread, the main process several: the stack must not change
+    (with cv2.addWeighted, each thread's stripe ended in a scalar tail that rounded differently: the same
+    batch differed by 3e-6 between ``num_workers=0`` and ``2``)."""
+    import cv2
+
+    from deeplesion.context import build_stack
+
+    rng = np.random.default_rng(4)
+    slices = {n: rng.integers(-1024, 2000, size=(329, 401)).astype(np.int16) for n in range(1, 12)}
+    plan = plan_context(9, 2.0, 1.3, "correct")
+    gain, offset = 255.0 / 1500.0, 1100.0 * 255.0 / 1500.0
+    before = cv2.getNumThreads()
+    try:
+        stacks = []
+        for threads in (1, 4):
+            cv2.setNumThreads(threads)
+            stacks.append(build_stack(6, plan, set(slices), slices.__getitem__, gain=gain, offset=offset).hu)
+    finally:
+        cv2.setNumThreads(before)
+    assert np.array_equal(stacks[0], stacks[1]), np.abs(stacks[0] - stacks[1]).max()

@@ -173,7 +173,6 @@ def build_stack(
         Return ``gain * HU + offset`` instead of HU, fused into the blend (one pass; a window without its
         clipping). Blending is linear, so this equals applying them after the blend.
     """
-    import cv2
 
     decoded: dict[int, npt.NDArray[np.int16]] = {}
     given = preloaded or {}
@@ -184,11 +183,7 @@ def build_stack(
             if crop_box is not None:
                 x0, y0, x1, y1 = crop_box
                 image = image[y0:y1, x0:x1]
-            # contiguous, whichever way the region came (a crop of a whole slice, a cached region that
-            # fills its array or a view into a larger one): OpenCV runs a contiguous array as one long
-            # row and a strided one row by row, and its vector and scalar loops round the last float
-            # digit differently, so the same pixels gave values 1e-5 apart between the two
-            decoded[number] = np.ascontiguousarray(image)
+            decoded[number] = image
         return decoded[number]
 
     sources = [
@@ -197,13 +192,13 @@ def build_stack(
     ]
     first = get(sources[len(sources) // 2][0][0])
     out = np.empty((len(plan), *first.shape), dtype=np.float32)
+    # numpy, not cv2.addWeighted: OpenCV splits a large array into stripes across its threads, and where
+    # a stripe ends inside a vector its scalar tail rounds the last float digit differently, so the same
+    # stack differed by 3e-6 between a DataLoader worker (one OpenCV thread) and the main process
     for channel, terms in enumerate(sources):
-        if len(terms) == 1:
-            image = get(terms[0][0])
-            cv2.addWeighted(image, gain, image, 0.0, offset, dst=out[channel], dtype=cv2.CV_32F)
-        else:
-            (n1, w1), (n2, w2) = terms
-            cv2.addWeighted(
-                get(n1), w1 * gain, get(n2), w2 * gain, offset, dst=out[channel], dtype=cv2.CV_32F
-            )
+        (n1, w1), *rest = terms
+        np.multiply(get(n1), np.float32(w1 * gain), out=out[channel], dtype=np.float32)
+        for n2, w2 in rest:
+            out[channel] += np.multiply(get(n2), np.float32(w2 * gain), dtype=np.float32)
+        out[channel] += np.float32(offset)
     return ContextStack(out, sources)
