@@ -119,6 +119,27 @@ def test_the_same_lesion_on_two_series_of_one_study_is_linked() -> None:
     assert all(len(t.rows) == 2 and len(t.measurements) == 1 for t in result.tracks)
 
 
+def test_a_pair_names_the_twin_on_the_volume_next_to_the_source() -> None:
+    """One lesion bookmarked on two series of study 2: both rows are linked to it, and the pair's answer is
+    the series next to the source in volume order (from study 1 the first series, from study 3 the last),
+    or the other way with twin_rule -1."""
+    from deeplesion.tracking import ResolvedPairs
+    from deeplesion.tracking.pairs import pair_answers
+
+    rows = [lesion(1, 1, (0.30, 0.40, 0.5), 20.0), lesion(1, 3, (0.30, 0.40, 0.5), 20.0)]
+    rows += [lesion(1, 2, (0.301, 0.40, 0.5), 20.2, series=s) for s in (1, 2)]
+    catalog = catalog_of(rows)
+    by_scan = {(int(catalog.study[r]), int(catalog.series[r])): r for r in range(len(catalog))}
+    first, last = by_scan[(2, 1)], by_scan[(2, 2)]
+    pairs = ResolvedPairs(
+        ["from 1", "from 3"], np.array([by_scan[(1, 1)], by_scan[(3, 1)]]), np.array([first, last])
+    )
+    for rule, expected in ((1, [first, last]), (-1, [last, first])):
+        result = track_lesions(catalog, parameters=dataclasses.replace(FITTED, twin_rule=rule))
+        assert pair_answers(result, pairs)["method"].tolist() == expected
+    assert FITTED.twin_rule == 1
+
+
 def test_unknown_patient_and_input_findings() -> None:
     rows = [lesion(1, 1, (0.3, 0.4, 0.5), 20.0, kind=LesionType.UNKNOWN), lesion(2, 1, (0.3, 0.4, 0.5), 20.0)]
     rows.append(lesion(2, 2, (0.3, 0.4, 0.5), 20.0))

@@ -47,8 +47,9 @@ class TrackingParameters:
     """Cost per unit of ``|log(1 + long_a / mm) - log(1 + long_b / mm)|``."""
     type_weight: float = 0.02
     """Cost when both rows carry a lesion type and the types differ."""
-    interval_weight: float = 0.01
-    """Cost when the two rows' slice intervals differ (a 5 mm and a 1 mm series)."""
+    interval_weight: float = 0.0
+    """Cost when the two rows' slice intervals differ (a 5 mm and a 1 mm series). Fitted to 0 once
+    ``twin_rule`` names twins (it was 0.01 before: a proxy for choosing between twins)."""
     millimetre_weight: float = 1 / 300
     """Cost per mm of the residual distance in scanner millimetres after the mm shift."""
     max_shift: float = 0.0
@@ -59,6 +60,12 @@ class TrackingParameters:
     """Softness of the confidence; cost units."""
     alignment_rounds: int = 3
     """Assign-then-shift rounds of the alignment."""
+    twin_rule: int = 1
+    """Which of two *twin* rows a pair's answer names: the same lesion bookmarked on two series of the
+    target study (within 0.02 in normalized position and 20% in long diameter). 1: the series next to the
+    source in volume order (from an earlier study the lowest series number, from a later one the
+    highest), as the Deep Lesion Tracker's pairs join consecutive volumes of a lesion; -1: the other way;
+    0: the better link. It changes no link or track, only which row ``pair_answers`` names."""
 
     def to_dict(self) -> dict[str, float | int]:
         """The parameters as a JSON-ready dict."""
@@ -69,7 +76,8 @@ FITTED = TrackingParameters()
 """The parameters the toolkit uses by default: fitted on all 906 pairs of the Deep Lesion Tracker's
 ``valid.json`` by ``benchmarks/fit_tracking.py`` (its cross-validated accuracy: ``docs/tracking.md``).
 The fit set the normalized-position shift to 0 (no gain: the location is already relative to the body);
-the millimetre term keeps its own shift, estimated from all lesions of the two scans."""
+the millimetre term keeps its own shift, estimated from all lesions of the two scans. It chose
+``twin_rule`` 1 and, with it, no cost for differing slice intervals."""
 
 FITTED_ON_SHA256 = "e57b63906118c719794c6b35de8513fe6659159880c020f34572a9c410da76d9"
 """SHA-256 of the pairs file :data:`FITTED` was fitted on; scoring that file again is in-sample."""

@@ -240,9 +240,10 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
     Returns
     -------
     dict
-        (P,) arrays: ``method`` (int64 row the links give, -1 when none), ``confidence`` (float64, of that
-        link; 0 when none), ``track`` (row read off the source's track, -1 when none), ``baseline``
-        (nearest normalized position) and ``candidates`` (int64 rows of the target's patient and study).
+        (P,) arrays: ``method`` (int64 row the best link gives, -1 when none; where that row has twins,
+        the one ``twin_rule`` names), ``confidence`` (float64, of the best link; 0 when none), ``track``
+        (row read off the source's track, -1 when none), ``baseline`` (nearest normalized position) and
+        ``candidates`` (int64 rows of the target's patient and study).
     """
     catalog = result.catalog
     location = result.features.location
@@ -263,6 +264,8 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
                 int(catalog.study[other]),
             ) == key and link.confidence > best_confidence:
                 best, best_confidence = other, link.confidence
+        if best >= 0 and result.parameters.twin_rule:
+            best = _named_twin(result, s, best, result.parameters.twin_rule)  # the confidence stays
         method.append(best)
         confidence.append(max(best_confidence, 0.0))
         index = result.track_of_row[s]
@@ -283,6 +286,31 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
         "baseline": np.asarray(baseline, np.int64),
         "candidates": np.asarray(candidates, np.int64),
     }
+
+
+def _named_twin(result: TrackingResult, source: int, answer: int, rule: int) -> int:
+    """The row a pair names among ``answer`` and its twins on other series of its study (one lesion
+    bookmarked on several series; :func:`_twins`), by ``TrackingParameters.twin_rule``: with rule 1 the
+    series next to ``source`` in volume order (study, then series number), with -1 the farthest. An answer
+    in the source's own study, or without a twin, stays."""
+    catalog = result.catalog
+    if catalog.study[answer] == catalog.study[source]:
+        return answer
+    others = np.array(
+        [
+            r
+            for r in result.rows_of_study(answer)
+            if r != source and catalog.series[r] != catalog.series[answer]
+        ],
+        dtype=np.int64,
+    )
+    if not len(others):
+        return answer
+    rows = [answer, *others[_twins(result, others, np.full(len(others), answer))].tolist()]
+    # from an earlier study the nearest volume is the follow-up's first series, from a later one its last
+    nearest_first = (catalog.study[answer] > catalog.study[source]) == (rule > 0)
+    series = [int(catalog.series[r]) for r in rows]
+    return int(rows[int(np.argmin(series)) if nearest_first else int(np.argmax(series))])
 
 
 def _patient_bootstrap(correct: npt.NDArray[np.bool_], patient: npt.NDArray[np.int64]) -> list[float]:
