@@ -372,8 +372,7 @@ def _detector_stage(ctx: DemoContext) -> None:
     )
     ctx.say(
         "  (this shows train -> predict -> evaluate working; 6 patients and 40 s of training are far too "
-        "little to find much: the README records the full cpu-small preset on 120 patients, "
-        "0.52-0.61 at 4 FPs)"
+        "little to find much: the README's results give the full cpu-small preset on 120 patients)"
     )
 
 
