@@ -174,16 +174,18 @@ def build_stack(
         clipping). Blending is linear, so this equals applying them after the blend.
     """
 
-    decoded: dict[int, npt.NDArray[np.int16]] = {}
+    # each slice region once as contiguous float32 (exact for int16): the per-channel sums then run on
+    # contiguous same-type arrays, three times faster than on strided int16 crops
+    decoded: dict[int, npt.NDArray[np.float32]] = {}
     given = preloaded or {}
 
-    def get(number: int) -> npt.NDArray[np.int16]:
+    def get(number: int) -> npt.NDArray[np.float32]:
         if number not in decoded:
             image = given[number] if number in given else read(number)
             if crop_box is not None:
                 x0, y0, x1, y1 = crop_box
                 image = image[y0:y1, x0:x1]
-            decoded[number] = image
+            decoded[number] = image.astype(np.float32)
         return decoded[number]
 
     sources = [
@@ -192,13 +194,15 @@ def build_stack(
     ]
     first = get(sources[len(sources) // 2][0][0])
     out = np.empty((len(plan), *first.shape), dtype=np.float32)
+    term = np.empty(first.shape, dtype=np.float32)
     # numpy, not cv2.addWeighted: OpenCV splits a large array into stripes across its threads, and where
     # a stripe ends inside a vector its scalar tail rounds the last float digit differently, so the same
     # stack differed by 3e-6 between a DataLoader worker (one OpenCV thread) and the main process
     for channel, terms in enumerate(sources):
         (n1, w1), *rest = terms
-        np.multiply(get(n1), np.float32(w1 * gain), out=out[channel], dtype=np.float32)
+        np.multiply(get(n1), np.float32(w1 * gain), out=out[channel])
         for n2, w2 in rest:
-            out[channel] += np.multiply(get(n2), np.float32(w2 * gain), dtype=np.float32)
+            np.multiply(get(n2), np.float32(w2 * gain), out=term)
+            out[channel] += term
         out[channel] += np.float32(offset)
     return ContextStack(out, sources)
