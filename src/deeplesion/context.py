@@ -173,9 +173,8 @@ def build_stack(
         Return ``gain * HU + offset`` instead of HU, fused into the blend (one pass; a window without its
         clipping). Blending is linear, so this equals applying them after the blend.
     """
-
     # each slice region once as contiguous float32 (exact for int16): the per-channel sums then run on
-    # contiguous same-type arrays, three times faster than on strided int16 crops
+    # contiguous same-type arrays (0.85 ms instead of 1.09 for a 9-channel 321 x 417 stack)
     decoded: dict[int, npt.NDArray[np.float32]] = {}
     given = preloaded or {}
 

@@ -290,23 +290,13 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
 
 def _named_twin(result: TrackingResult, source: int, answer: int, rule: int) -> int:
     """The row a pair names among ``answer`` and its twins on other series of its study (one lesion
-    bookmarked on several series; :func:`_twins`), by ``TrackingParameters.twin_rule``: with rule 1 the
-    series next to ``source`` in volume order (study, then series number), with -1 the farthest. An answer
-    in the source's own study, or without a twin, stays."""
+    bookmarked on several series; :func:`_twin_rows`), by ``TrackingParameters.twin_rule``: with rule 1
+    the series next to ``source`` in volume order (study, then series number), with -1 the farthest. An
+    answer in the source's own study, or without a twin, stays."""
     catalog = result.catalog
     if catalog.study[answer] == catalog.study[source]:
         return answer
-    others = np.array(
-        [
-            r
-            for r in result.rows_of_study(answer)
-            if r != source and catalog.series[r] != catalog.series[answer]
-        ],
-        dtype=np.int64,
-    )
-    if not len(others):
-        return answer
-    rows = [answer, *others[_twins(result, others, np.full(len(others), answer))].tolist()]
+    rows = [answer, *_twin_rows(result, answer, source)]
     # from an earlier study the nearest volume is the follow-up's first series, from a later one its last
     nearest_first = (catalog.study[answer] > catalog.study[source]) == (rule > 0)
     series = [int(catalog.series[r]) for r in rows]
@@ -411,14 +401,21 @@ def _twins(
     return same
 
 
+def _twin_rows(result: TrackingResult, row: int, source: int) -> list[int]:
+    """The rows of ``row``'s study, other than ``source``, that are twins of ``row`` (:func:`_twins`)."""
+    others = np.array([r for r in result.rows_of_study(row) if r not in (source, row)], dtype=np.int64)
+    if not len(others):
+        return []
+    twins: list[int] = others[_twins(result, others, np.full(len(others), row))].tolist()
+    return twins
+
+
 def twin_on_other_series(
     result: TrackingResult, source: npt.NDArray[np.int64], target: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.bool_]:
     """(P,) whether each pair's target lesion also has a row on another series of its study (a *twin*,
     by :func:`_twins`; the source row excluded). The pair then names one of two rows of one lesion."""
-    out = np.zeros(len(target), dtype=bool)
-    for k, (s, t) in enumerate(zip(source.tolist(), target.tolist(), strict=True)):
-        others = np.array([r for r in result.rows_of_study(t) if r not in (s, t)])
-        if len(others):
-            out[k] = bool(_twins(result, others, np.full(len(others), t)).any())
-    return out
+    return np.array(
+        [bool(_twin_rows(result, t, s)) for s, t in zip(source.tolist(), target.tolist(), strict=True)],
+        dtype=bool,
+    )
