@@ -594,3 +594,101 @@ def test_back_flatness_and_body_width_of_the_real_slices() -> None:
     assert len(series) >= 30
     assert 0.66 < float(np.median(flatness)) < 0.78, np.median(flatness)
     assert 0.72 < float(np.median(widths)) < 0.82, np.median(widths)
+
+
+def test_the_lungs_reach_the_chest_wall_down_to_their_bases() -> None:
+    """Version 10: between a lung's section and the ribs lay a band of fat, and at the bases the lungs were
+    small round spaces beside the spine; the drawn lung now meets the cavity's edge where it is near it."""
+    import cv2
+
+    from deeplesion.synth.anatomy import lung_outline
+
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    for seed in (11, 12):
+        body = random_body(np.random.default_rng(seed))
+        for zn in (0.47, 0.55):
+            z = zn * body.height_mm
+            labels = render_labels(body, geometry, z)
+            cavity = body.cavity(z)
+            rows, columns = np.nonzero(labels == Tissue.LUNG)
+            x, y = geometry.to_body(columns.astype(float), rows.astype(float))
+            for side in (-1.0, 1.0):
+                lung = body.organ("lung_R" if side < 0 else "lung_L", z)
+                assert lung is not None
+                outline = lung_outline(lung, cavity).astype(np.float32)
+                centre = np.array([lung.cx, lung.cy])
+                section = centre + 0.999 * (lung.polygon() - centre)  # off the shared vertices
+                inside = [cv2.pointPolygonTest(outline, (float(px), float(py)), True) for px, py in section]
+                # lesions placed in the section lie in the drawn lung (an edge from a moved vertex to a
+                # still one may cut a corner of the section by a fraction of a pixel)
+                assert min(inside) > -0.5
+                level = np.abs(y - lung.cy) < 3.0  # the row through the lung's middle
+                reach = np.abs(x[level & (x * side > 0)]).max()
+                edge = cavity.a * np.sqrt(max(1.0 - ((lung.cy - cavity.cy) / cavity.b) ** 2, 0.0))
+                assert edge - reach < 3.0, (seed, zn, side, edge - reach)  # at the wall, no band of fat
+
+
+def test_the_iliac_wing_is_thin_in_the_middle_and_the_sacral_canal_lies_behind_the_body() -> None:
+    """Version 10: an iliac wing was a bar of even thickness, and the sacrum a row of rings (a round canal
+    in the middle of its body, a foramen in the middle of each ala)."""
+    from deeplesion.synth.anatomy import iliac_wing_parts, sacrum_parts
+
+    body = random_body(np.random.default_rng(11))
+    z = 0.76 * body.height_mm
+    for zn in (0.72, 0.75):
+        parts = iliac_wing_parts(body.cavity(zn * body.height_mm), 1.0, zn)
+        thickness = [part.b for part in parts]
+        middle = thickness[len(parts) // 2]
+        assert middle < 0.6 * min(thickness[0], thickness[-1])  # the fossa's plate, its two thick ends
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    labels = render_labels(body, geometry, z)
+    sacrum, *alae = sacrum_parts(body, z)
+    rows, columns = np.nonzero(labels == Tissue.CSF)
+    x, y = geometry.to_body(columns.astype(float), rows.astype(float))
+    canal = (np.abs(x) < 0.6 * sacrum.a) & (np.abs(y - sacrum.cy) < sacrum.b + 2.0)
+    assert canal.sum() > 20
+    assert y[canal].min() > sacrum.cy  # behind the body's middle
+    front, back = np.quantile(y[canal], [0.2, 0.8])
+    width_front = np.ptp(x[canal & (y <= front)])
+    width_back = np.ptp(x[canal & (y >= back)])
+    assert width_front > 1.5 * width_back  # a triangle pointing backward, not a round hole
+    for ala in alae:
+        foramen = (np.abs(x - ala.cx) < ala.a) & (np.abs(y - ala.cy) < 2.0 * ala.b) & ~canal
+        assert 0 < foramen.sum() * geometry.spacing**2 < 30.0  # small, mm^2
+        assert y[foramen].mean() < ala.cy - 1.0  # at the front of the ala
+
+
+def test_no_other_lesion_region_reaches_into_the_drawn_lungs() -> None:
+    """The lungs are drawn out to the chest wall (version 10), beyond the sections the region masks used
+    to exclude: a mediastinal, liver or abdominal lesion placed there would show inside a lung. Checked
+    pixel by pixel against the rendered labels, the lungs' one-pixel rim aside (rasterising vs. the exact
+    point test)."""
+    import cv2
+
+    from deeplesion.synth.anatomy import lung_outline, polygon_contains, region_mask
+
+    body = random_body(np.random.default_rng(11))
+    z = 0.55 * body.height_mm
+    outline = lung_outline(body.organ("lung_R", z), body.cavity(z))  # type: ignore[arg-type]
+    x, y = np.random.default_rng(0).uniform(-200.0, 200.0, (2, 4000))
+    contour = outline.astype(np.float32)
+    expected = [cv2.pointPolygonTest(contour, (a, b), False) > 0 for a, b in zip(x, y, strict=True)]
+    assert (polygon_contains(outline, x, y) == np.array(expected)).mean() > 0.995  # but for edge points
+
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    rows, cols = np.mgrid[0:512:2, 0:512:2].astype(np.float64)  # every other pixel: a quarter of the time
+    xs, ys = geometry.to_body(cols.ravel(), rows.ravel())
+    checked = 0
+    for seed in (3, 11, 29):
+        body = random_body(np.random.default_rng(seed))
+        for zn in (0.38, 0.45, 0.52, 0.58):  # lung bases over the liver up to mid-chest
+            z = zn * body.height_mm
+            labels = render_labels(body, geometry, z)
+            # parenchyma only: vessel streaks run on from the hilum into the mediastinum, as real ones do
+            lung = (labels == Tissue.LUNG).astype(np.uint8)
+            inner = cv2.erode(lung, np.ones((3, 3), np.uint8))[::2, ::2].ravel().astype(bool)
+            checked += int(inner.sum())
+            for region in ("mediastinum", "liver", "kidney", "abdomen", "soft_tissue"):
+                overlap = int((region_mask(body, region, xs, ys, z) & inner).sum())
+                assert overlap == 0, (seed, zn, region, overlap)
+    assert checked > 25_000

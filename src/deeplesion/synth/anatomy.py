@@ -642,6 +642,50 @@ def ray_exit(origin: Array, directions: Array, polygon: Array) -> Array:
     return np.asarray(np.where(hit, t, 0.0).max(axis=1), dtype=np.float64)
 
 
+def polygon_contains(polygon: Array, x: Array, y: Array) -> npt.NDArray[np.bool_]:
+    """(N,) whether the points (x, y) mm lie inside the closed ``polygon`` (M, 2) mm (even-odd rule, as
+    OpenCV fills it)."""
+    x, y = np.asarray(x, dtype=np.float64)[:, None], np.asarray(y, dtype=np.float64)[:, None]
+    x0, y0 = polygon[:, 0][None, :], polygon[:, 1][None, :]
+    x1, y1 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
+    straddles = (y0 > y) != (y1 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+    return np.asarray((straddles & (x < crossing)).sum(axis=1) % 2 == 1)
+
+
+LUNG_REACH_MM = (6.0, 30.0)
+"""A lung's outline moves out to the chest wall (the cavity's edge) where it lies within the first
+distance of it, and not at all beyond the second, blending in between (:func:`lung_outline`)."""
+
+
+def lung_outline(lung: Section, cavity: Section) -> npt.NDArray[np.float64]:
+    """(N, 2) outline (mm) of a lung that fills the chest out to the ribs, drawn from its cross-section.
+
+    The pleura lines the inside of the ribs, so a real lung meets the chest wall wherever it is near it;
+    at the bases it wraps round the liver and spleen as a crescent in the posterior recesses. The
+    cross-section (where lung lesions are placed) is an ellipse that leaves a band of fat between it and
+    the ribs, so each outline vertex within :data:`LUNG_REACH_MM` of the cavity's edge, along the ray from
+    the cavity's centre, is moved onto that edge, if that side of the lung faces away from the centre
+    (version 10). The section lies inside the outline.
+    """
+    points = lung.polygon()
+    centre = np.array([cavity.cx, cavity.cy])
+    offset = points - centre
+    distance = np.maximum(np.hypot(offset[:, 0], offset[:, 1]), 1e-9)
+    directions = offset / distance[:, None]
+    edge = ray_exit(centre, directions, cavity.polygon())
+    near, far = LUNG_REACH_MM
+    weight = np.clip((far - (edge - distance)) / (far - near), 0.0, 1.0)
+    # only the side facing away from the cavity's centre moves: a medial vertex's ray runs on through the
+    # lung itself, and moving it would fold the outline over
+    own = points - np.array([lung.cx, lung.cy])
+    facing = np.sum(own * directions, axis=1) / np.maximum(np.hypot(own[:, 0], own[:, 1]), 1e-9)
+    weight *= np.clip(facing / 0.3, 0.0, 1.0)
+    reach = np.maximum(distance, distance + weight * (edge - distance))
+    return np.asarray(centre + directions * reach[:, None], dtype=np.float64)
+
+
 def random_body(rng: np.random.Generator) -> Body:
     """A plausible adult (height scale 1000-1150 mm per zn unit, fat 6-40 mm, organs +-10%)."""
     width = float(rng.uniform(0.86, 1.14))
@@ -834,11 +878,13 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
     """Which of the points (x, y) mm at height ``z`` mm lie where lesions of type ``region`` occur.
 
     ``lung``, ``liver``, ``kidney``: inside that organ, not where another structure is drawn over it
-    (heart, paraspinal muscles, bone; lungs over the liver and kidneys). ``mediastinum``: inside the
-    chest cavity, outside the lungs, the heart and the paraspinal muscles. ``abdomen``: abdominal cavity
+    (heart, paraspinal muscles, bone; lungs over the liver and kidneys, as drawn: version 10's lungs reach
+    the chest wall, :func:`lung_outline`). ``mediastinum``: inside the chest cavity, outside the lungs,
+    the heart and the paraspinal muscles. ``abdomen``: abdominal cavity
     outside the liver, kidneys, lungs and paraspinal muscles. ``pelvis``: pelvic cavity outside the
     bladder. ``bone``: inside a vertebral body, the sacrum, an iliac wing, the sternum or a femoral head.
-    ``soft_tissue``: inside the skin and outside the cavity (fat, muscle).
+    ``soft_tissue``: inside the skin, outside the cavity (fat, muscle) and outside the drawn lungs, whose
+    posterior recesses reach past the cavity's section (before version 10 a lesion could land there).
     Cavity regions exclude the bones in them.
 
     Parameters
@@ -858,7 +904,9 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
         return in_organs(body, lungs, x, y, z) & ~in_organs(body, over, x, y, z) & ~in_bone(body, x, y, z)
     if region in ("liver", "kidney"):
         names = ("liver",) if region == "liver" else ("kidney_R", "kidney_L")
-        return in_organs(body, names, x, y, z) & ~in_organs(body, (*lungs, *over), x, y, z)
+        return (
+            in_organs(body, names, x, y, z) & ~in_organs(body, over, x, y, z) & ~in_drawn_lungs(body, x, y, z)
+        )
     if region == "bone":
         inside = in_bone(body, x, y, z)
         for hx, hy, radius in femoral_heads(body, z):
@@ -869,13 +917,29 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
         return np.zeros(np.shape(x), dtype=bool)
     inside_cavity = body.cavity(z).contains(x, y)
     if region == "soft_tissue":
-        return body.outline(z).contains(x, y) & ~inside_cavity
+        # the lungs' posterior recesses reach past the cavity's section, towards the ribs
+        return body.outline(z).contains(x, y) & ~inside_cavity & ~in_drawn_lungs(body, x, y, z)
     exclude = {
-        "mediastinum": (*lungs, *over),
-        "abdomen": ("liver", "kidney_R", "kidney_L", *lungs, *over),
+        "mediastinum": over,
+        "abdomen": ("liver", "kidney_R", "kidney_L", *over),
         "pelvis": ("bladder", *over[1:]),
     }[region]
-    return inside_cavity & ~in_bone(body, x, y, z) & ~in_organs(body, exclude, x, y, z)
+    inside = inside_cavity & ~in_bone(body, x, y, z) & ~in_organs(body, exclude, x, y, z)
+    if region != "pelvis":
+        inside &= ~in_drawn_lungs(body, x, y, z)
+    return inside
+
+
+def in_drawn_lungs(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
+    """(N,) whether the points (x, y) mm at height ``z`` lie in a lung as it is drawn (:func:`lung_outline`,
+    which reaches the chest wall beyond the lung's section)."""
+    inside = np.zeros(np.shape(x), dtype=bool)
+    cavity = body.cavity(z)
+    for name in ("lung_R", "lung_L"):
+        section = body.organ(name, z)
+        if section is not None:
+            inside |= polygon_contains(lung_outline(section, cavity), x, y)
+    return inside
 
 
 def in_organs(body: Body, names: Sequence[str], x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
@@ -929,7 +993,8 @@ def sacrum_parts(body: Body, z: float) -> list[Section]:
     scale = math.cos(0.5 * math.pi * t)
     y = cavity.cy + (0.54 + 0.20 * t) * cavity.b
     half_width = (0.10 * cavity.a + 8.0) * (0.45 + 0.55 * scale)
-    parts = [Section(0.0, y, half_width, 0.14 * cavity.b * (0.45 + 0.55 * scale))]
+    # version 10: deeper (0.14 of the cavity's half-depth), the canal behind the body inside the outline
+    parts = [Section(0.0, y, half_width, 0.19 * cavity.b * (0.45 + 0.55 * scale))]
     joint = min(max((0.80 - zn) / 0.02, 0.0), 1.0)  # 1 down to zn 0.78, then the alae let go of the wings
     for side in (-1.0, 1.0):
         start = np.array([side * 0.5 * half_width, y])
@@ -1002,13 +1067,17 @@ def iliac_wing_parts(cavity: Section, side: float, zn: float) -> list[Section]:
     wing = iliac_wing(cavity, side, zn)
     along = np.array([math.cos(wing.angle), math.sin(wing.angle)])
     outward = np.array([-math.sin(wing.angle), math.cos(wing.angle)])  # away from the iliac fossa
-    bow = 0.25 * wing.a * (1.0 - min(max((zn - 0.76) / 0.06, 0.0), 1.0))
+    plate = 1.0 - min(max((zn - 0.76) / 0.06, 0.0), 1.0)  # 0 where it is the bone above the socket
+    bow = 0.25 * wing.a * plate
     parts = []
     for s in np.linspace(-0.75, 0.75, WING_PARTS):
         centre = np.array([wing.cx, wing.cy]) + s * wing.a * along + bow * (1.0 - s * s) * outward
         tangent = wing.a * along - 2.0 * s * bow * outward
         angle = math.atan2(float(tangent[1]), float(tangent[0]))
-        parts.append(Section(float(centre[0]), float(centre[1]), 0.3 * wing.a, wing.b, angle))
+        # version 10: thick at both ends (the sacroiliac joint behind, the anterior spine in front), thin
+        # in the middle where the iliac fossa is a plate of little more than cortex (was even throughout)
+        taper = 1.0 - plate * max(0.55 - 0.98 * s * s, 0.0)
+        parts.append(Section(float(centre[0]), float(centre[1]), 0.3 * wing.a, wing.b * taper, angle))
     return parts
 
 

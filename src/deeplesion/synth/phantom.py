@@ -33,6 +33,7 @@ from deeplesion.synth.anatomy import (
     Tissue,
     bone_sections,
     femoral_heads,
+    lung_outline,
     pelvic_wings,
     sacrum_parts,
 )
@@ -625,6 +626,11 @@ def _draw_shoulders(canvas: Canvas, outline: Section, zn: float) -> None:
             canvas.circle(side * 0.84 * outline.a, 0.05 * outline.b, radius - 3.0, Tissue.TRABECULAR)
 
 
+BOWEL_WALL_MM = 1.6
+"""Bowel wall thickness, mm (version 10; 2.2 before drew every loop with a bright ring, and adjacent
+loops as overlapping bubbles: a distended real wall is 1-2 mm, blurred by the partial volume)."""
+
+
 def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     zn = body.zn(z)
     # the ascending and descending colon leave the flanks below the kidneys for the iliac fossae, in front
@@ -658,10 +664,10 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             continue
         wall = Section(x, y, r, r, 0.0, loop.haustra)
         canvas.section(wall, Tissue.BOWEL_WALL)
-        inner = r - 2.2
+        inner = r - BOWEL_WALL_MM
         if inner <= 1.0:
             continue
-        canvas.section(wall, content, inset_mm=2.2)
+        canvas.section(wall, content, inset_mm=BOWEL_WALL_MM)
         if loop.gas > 0.0:
             # gas rises to the front (smaller y) above a flat level: the lumen cut by a chord
             level = y - inner + 2.0 * inner * loop.gas
@@ -705,8 +711,8 @@ def _draw_bowel_run(
     for (cx, cy), radius in zip(along_xy, calibre, strict=True):
         canvas.circle(cx, cy, radius, Tissue.BOWEL_WALL)
     for (cx, cy), radius in zip(along_xy, calibre, strict=True):
-        canvas.circle(cx, cy, radius - 2.2, content)
-    lumen = 2.0 * r - 4.4
+        canvas.circle(cx, cy, radius - BOWEL_WALL_MM, content)
+    lumen = 2.0 * (r - BOWEL_WALL_MM)
     if folds and content == Tissue.BOWEL_CONTENT and lumen > 6.0:
         # the folds of the jejunum across its lumen, every 5 mm: its feathery look with oral contrast
         along = np.cumsum(np.r_[0.0, np.hypot(*np.diff(points, axis=0).T)])
@@ -809,11 +815,12 @@ def _draw_pyramids(canvas: Canvas, kidney: Section) -> None:
 
 
 def _draw_chest(canvas: Canvas, body: Body, z: float, zn: float) -> None:
+    cavity = body.cavity(z)
     for side, name in ((-1.0, "lung_R"), (1.0, "lung_L")):
         lung = body.organ(name, z)
         if lung is None:
             continue
-        canvas.section(lung, Tissue.LUNG)
+        canvas.polygon(lung_outline(lung, cavity), Tissue.LUNG)
         near = body.vessels[
             (body.vessels[:, 0] == side) & (np.abs(body.vessels[:, 3] - z) < body.vessels[:, 4])
         ]
@@ -874,12 +881,19 @@ def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section
     for section in plates:
         canvas.section(section, Tissue.TRABECULAR, inset_mm=2.5)
     sacrum = sacrum_parts(body, z)
-    if sacrum and sacrum[0].a > 10.0:  # the sacral canal near the back of its body; foramina in the alae
+    if sacrum and sacrum[0].a > 10.0:
+        # the sacral canal: a flat triangle behind the body under a thin roof of lamina; small foramina in
+        # the front of the alae, by the body (version 10: a round canal in the middle of the bone and a
+        # foramen in the middle of each ala made the sacrum a row of rings)
         middle = sacrum[0]
-        canal = Section(0.0, middle.cy + 0.45 * middle.b, 0.45 * middle.a, 0.35 * middle.b)
-        canvas.section(canal, Tissue.CSF)
+        back = middle.cy + middle.b - 2.5
+        canal = np.array([[-0.42, 0.0], [0.42, 0.0], [0.0, 0.42]]) * middle.a
+        canvas.polygon(canal + np.array([0.0, back - 0.42 * middle.a]), Tissue.CSF)
+        crest = np.array([[0.0, middle.cy + middle.b - 1.0], [0.0, middle.cy + middle.b + 9.0]])
+        canvas.line(crest, 5.0, Tissue.CORTICAL)  # the median crest: the fused spinous processes
         for ala in sacrum[1:]:
-            canvas.circle(ala.cx, ala.cy, min(3.5, 0.25 * ala.a), Tissue.CSF)
+            toward_body = -1.0 if ala.cx > 0.0 else 1.0
+            canvas.circle(ala.cx + toward_body * 0.45 * ala.a, ala.cy - 0.35 * ala.b, 2.5, Tissue.CSF)
     if 0.83 <= zn <= 0.90:  # ischial bones behind the hip joints
         for side in (-1.0, 1.0):
             ischium = Section(side * 0.42 * cavity.a, cavity.cy + 0.55 * cavity.b, 12.0, 16.0, side * 0.4)

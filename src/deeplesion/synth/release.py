@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 9
+GENERATOR_VERSION = 10
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -105,7 +105,15 @@ field of view is 0.97-1.25 times the body's widest width (0.90-1.02): one slice 
 span 0.77 of the width; version 8's 0.99 was the median over all 137 shared slices, 90 of them one
 patient's. This changes the spacing and so every row's pixel values; bone lesions move with the
 sacrum's and femoral heads' new shapes (a head's region is now the ball), soft-tissue lesions with the
-flatter back.
+flatter back; 10: the lungs reach the chest wall (a band of fat lay between them and the ribs, and at
+the bases they were small round spaces beside the spine: now crescents in the posterior recesses round
+the liver and spleen); the iliac wings are thick at both ends and thin in the middle (an even bar); the
+sacrum is deeper, its canal a triangle behind the body under a thin roof with the median crest behind it
+and small foramina at the front of the alae (a round canal in the middle and a foramen in each ala made
+a row of rings); bowel walls 1.6 mm (2.2: every loop a bright ring). Lung lesions are placed as before
+(in the lungs' sections, which the drawn lungs contain); mediastinal, liver, kidney, abdominal and
+soft-tissue lesions are kept out of the drawn lungs (a soft-tissue lesion could land in a posterior
+recess before); bone lesions and their neighbours move with the wings' and sacrum's new shapes.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
