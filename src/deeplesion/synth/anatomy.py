@@ -465,9 +465,8 @@ class Body:
     loops
         Bowel loops: 110 of small bowel, the ascending, descending and transverse colon, the sigmoid.
     vessels
-        (V, 7) lung vessels: side (-1/+1), u, v (unit disc of the lung), z mid (mm), half length (mm),
-        radius (mm), and the in-plane length of their cut in units of their radius (they run outward from
-        the hilum, more or less steeply through the slice).
+        (M, 8) lung vessels as straight 3D segments of a tree per lung (:func:`lung_vessel_tree`): side
+        (-1 right, +1 left), start x, y, z and end x, y, z (mm, body frame), radius (mm).
     rib_phase
         Per-patient offset of the rib levels, zn.
     liver_vessels
@@ -686,6 +685,104 @@ def lung_outline(lung: Section, cavity: Section) -> npt.NDArray[np.float64]:
     return np.asarray(centre + directions * reach[:, None], dtype=np.float64)
 
 
+LUNG_VESSEL_TARGETS = 1800
+"""Points of lung tissue each of a lung's two vessel trees supplies (:func:`lung_vessel_tree`): one
+terminal branch each."""
+LUNG_VESSEL_LEAF_MM = 0.5
+"""Radius of a terminal branch, mm; a branch feeding n terminals has ``LUNG_VESSEL_LEAF_MM * n **``
+:data:`LUNG_VESSEL_TAPER`."""
+LUNG_VESSEL_TAPER = 0.2
+"""Exponent of the radius on the number of terminals fed. Murray's law (1/3) made the central branches,
+which lie in the slice for centimetres, fill twice the share of the lung that real slices show."""
+
+
+def lung_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
+    """(M, 8) the pulmonary vessels as straight 3D pieces: side (-1 right, +1 left), x0, y0, z0, x1, y1, z1
+    (mm, body frame), radius (mm).
+
+    Each lung gets two trees, its arteries and its veins, grown from the hilum to
+    :data:`LUNG_VESSEL_TARGETS` random points each inside the lung's cross-sections: a tree's points are
+    split in two along their widest spread, each half is reached by a branch that goes part of the way
+    (50-75%) to the half's centroid, and so on down to single points; branches taper
+    (:data:`LUNG_VESSEL_TAPER`) and wind a little (:data:`LUNG_VESSEL_WIND_MM`). Cut by an axial slice, a
+    branch that runs within the slice shows as a line, a steep one as a dot, thinner toward the
+    periphery, as a real lung's vessels do (version 11; before, 900 independent streaks of random
+    direction drew bright blobs all over the lung).
+    """
+    segments: list[tuple[float, ...]] = []
+    for side, name in ((-1.0, "lung_R"), (1.0, "lung_L")):
+        _, keys, _, _ = ORGANS[name]
+        top, bottom = keys[0][0] * body.height_mm, keys[-1][0] * body.height_mm
+        # the lung's sections every 2 mm (one organ() call per point was most of a body's making time); a
+        # point takes the section of its 2 mm level, its height is spread over the level
+        levels = np.arange(top + 1.0, bottom, 2.0)
+        sections = [body.organ(name, float(z)) for z in levels]
+        table = np.array([(c.cx, c.cy, c.a, c.b) for c in sections if c is not None])
+        heights = levels[[c is not None for c in sections]]
+        count = 2 * LUNG_VESSEL_TARGETS
+        level = rng.integers(0, len(table), count)
+        radius, angle = 0.85 * np.sqrt(rng.random(count)), rng.uniform(0.0, 2.0 * math.pi, count)
+        cx, cy, a, b = table[level].T
+        targets = np.column_stack(
+            [
+                cx + radius * np.cos(angle) * a,
+                cy + radius * np.sin(angle) * b,
+                heights[level] + rng.uniform(-1.0, 1.0, count),
+            ]
+        )
+        # two trees: the pulmonary artery's branches and the veins', which leave the hilum a little lower
+        # and further back and supply points of their own
+        points = targets
+        stack = []
+        for tree, (height, back) in enumerate(((0.42, 0.0), (0.52, 0.25))):
+            hilum_z = (keys[0][0] + height * (keys[-1][0] - keys[0][0])) * body.height_mm
+            lung = body.organ(name, hilum_z)
+            assert lung is not None
+            hilum = np.array([lung.cx - side * 0.72 * lung.a, lung.cy + back * lung.b, hilum_z])
+            stack.append((hilum, points[tree::2]))
+        steps = iter(
+            rng.uniform(0.5, 0.75, 2 * len(points)).tolist()
+        )  # a tree of n leaves has 2n - 2 branches
+        while stack:
+            start, points = stack.pop()
+            if len(points) == 1:
+                segments.append((side, *start, *points[0], LUNG_VESSEL_LEAF_MM))
+                continue
+            spread = np.ptp(points, axis=0)
+            middle = len(points) // 2
+            order = np.argpartition(points[:, int(np.argmax(spread))], middle)
+            for half in (points[order[:middle]], points[order[middle:]]):
+                end = start + next(steps) * (np.add.reduce(half, axis=0) / len(half) - start)
+                segments.append((side, *start, *end, LUNG_VESSEL_LEAF_MM * len(half) ** LUNG_VESSEL_TAPER))
+                stack.append((end, half))
+    return _wind(np.asarray(segments, dtype=np.float64), rng)
+
+
+LUNG_VESSEL_WIND_MM = (10.0, 0.4, 2.5)
+"""A vessel branch is cut into pieces of about the first length (mm) whose joints are moved at random, by
+the second in-plane and the third along z (standard deviations, mm): a straight branch lying in the slice
+drew one long line, a winding one leaves and re-enters the slab as real vessels do."""
+
+
+def _wind(segments: Array, rng: np.random.Generator) -> Array:
+    """The (M, 8) ``segments`` cut into winding pieces (:data:`LUNG_VESSEL_WIND_MM`); their ends stay."""
+    piece_mm, sideways, along = LUNG_VESSEL_WIND_MM
+    start, end = segments[:, 1:4], segments[:, 4:7]
+    counts = np.maximum(np.ceil(np.linalg.norm(end - start, axis=1) / piece_mm), 1).astype(int)
+    owner = np.repeat(np.arange(len(segments)), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    index = np.arange(len(owner)) - first  # the piece's number along its branch
+    t0, t1 = index / counts[owner], (index + 1) / counts[owner]
+    jitter = rng.normal(0.0, 1.0, (len(owner), 3)) * np.array([sideways, sideways, along])
+    # a joint's offset is shared by the pieces either side of it; a branch's two ends do not move
+    after = np.where((index + 1 < counts[owner])[:, None], jitter, 0.0)
+    before = np.where((index > 0)[:, None], np.roll(jitter, 1, axis=0), 0.0)
+    delta = end[owner] - start[owner]
+    a = start[owner] + t0[:, None] * delta + before
+    b = start[owner] + t1[:, None] * delta + after
+    return np.column_stack([segments[owner, 0], a, b, segments[owner, 7]])
+
+
 def random_body(rng: np.random.Generator) -> Body:
     """A plausible adult (height scale 1000-1150 mm per zn unit, fat 6-40 mm, organs +-10%)."""
     width = float(rng.uniform(0.86, 1.14))
@@ -734,20 +831,11 @@ def random_body(rng: np.random.Generator) -> Body:
                 True,
             )
         )
-    n = 900
-    vessels = np.column_stack(
-        [
-            rng.choice([-1.0, 1.0], n),
-            rng.uniform(-0.85, 0.85, n),
-            rng.uniform(-0.9, 0.9, n),
-            rng.uniform(0.34, 0.60, n) * height,
-            rng.uniform(10.0, 45.0, n),
-            rng.uniform(0.5, 0.9, n),
-            rng.uniform(0.0, 1.0, n) ** 2 * 5.0 + 1.0,
-        ]
-    )
-    # vessels near the hilum (small |u| toward the mediastinum) are thicker
-    vessels[:, 5] *= 0.8 + 2.0 * np.clip(1.0 - np.abs(vessels[:, 1] + vessels[:, 0] * 0.6), 0.0, 1.0) ** 2
+    # version 10's 900 lung streaks, drawn and discarded so that every draw after them (and every lesion
+    # statistic measured on them) stays the same; the lungs' vessels are a tree now (lung_vessel_tree)
+    rng.choice([-1.0, 1.0], 900)
+    for low, high in ((-0.85, 0.85), (-0.9, 0.9), (0.34, 0.60), (10.0, 45.0), (0.5, 0.9), (0.0, 1.0)):
+        rng.uniform(low, high, 900)
     # details added after the lesion statistics were fitted draw from a child generator: spawning does
     # not advance `rng`, so everything drawn from it afterwards (and every measured number) stays the same
     detail = rng.spawn(1)[0]
@@ -798,7 +886,7 @@ def random_body(rng: np.random.Generator) -> Body:
     # version 9: the back is flattened on the table (a superellipse's half; real backs are as wide at 10%
     # of the depth above the table as an exponent of about 2.5 gives)
     back_power = float(detail.uniform(2.3, 2.8))
-    return Body(
+    body = Body(
         height_mm=height,
         width_scale=width,
         depth_scale=width * float(rng.uniform(0.92, 1.1)),
@@ -807,13 +895,14 @@ def random_body(rng: np.random.Generator) -> Body:
         outline_harmonics=random_harmonics(rng, 0.025, 5),
         organ_jitter=jitter,
         loops=loops,
-        vessels=vessels,
         rib_phase=float(rng.uniform(-0.006, 0.006)),
         liver_vessels=liver_vessels,
         mesenteric=mesenteric,
         ribs=ribs,
         back_power=back_power,
+        vessels=np.zeros((0, 8)),
     )
+    return replace(body, vessels=lung_vessel_tree(body, rng.spawn(1)[0]))
 
 
 def _standard_ribs() -> Array:

@@ -35,6 +35,7 @@ from deeplesion.synth.anatomy import (
     femoral_heads,
     lung_outline,
     pelvic_wings,
+    polygon_contains,
     sacrum_parts,
 )
 
@@ -820,24 +821,9 @@ def _draw_chest(canvas: Canvas, body: Body, z: float, zn: float) -> None:
         lung = body.organ(name, z)
         if lung is None:
             continue
-        canvas.polygon(lung_outline(lung, cavity), Tissue.LUNG)
-        near = body.vessels[
-            (body.vessels[:, 0] == side) & (np.abs(body.vessels[:, 3] - z) < body.vessels[:, 4])
-        ]
-        t = (z - near[:, 3]) / near[:, 4]
-        us, vs = near[:, 1] + 0.15 * t, near[:, 2] - 0.1 * t
-        xs = lung.cx + us * lung.a * 0.95
-        ys = lung.cy + vs * lung.b * 0.95
-        radii = near[:, 5] * np.sqrt(1.0 - t * t)
-        # each vessel runs away from the hilum (the lung's medial middle): its cut is a streak along that
-        hilum_x, hilum_y = lung.cx - side * 0.75 * lung.a, lung.cy
-        dx, dy = xs - hilum_x, ys - hilum_y
-        norm = np.maximum(np.hypot(dx, dy), 1e-6)
-        half = 0.5 * radii * near[:, 6]
-        inside = lung.contains(xs, ys)
-        along = np.column_stack([dx / norm * half, dy / norm * half])[inside]
-        centres = np.column_stack([xs, ys])[inside]
-        canvas.segments(centres - along, centres + along, 2.0 * radii[inside], Tissue.LUNG_VESSEL)
+        outline = lung_outline(lung, cavity)
+        canvas.polygon(outline, Tissue.LUNG)
+        _draw_lung_vessels(canvas, body.vessels[body.vessels[:, 0] == side], z, outline)
     heart = body.organ("heart", z)
     if heart is not None:
         canvas.section(heart, Tissue.VISCERAL_FAT)
@@ -848,6 +834,30 @@ def _draw_chest(canvas: Canvas, body: Body, z: float, zn: float) -> None:
             cx = heart.cx + du * heart.a * cos - dv * heart.b * sin
             cy = heart.cy + du * heart.a * sin + dv * heart.b * cos
             canvas.section(Section(cx, cy, heart.a * scale, heart.b * scale, heart.angle), Tissue.ARTERY)
+
+
+def _draw_lung_vessels(
+    canvas: Canvas, segments: npt.NDArray[np.float64], z: float, outline: npt.NDArray[np.float64]
+) -> None:
+    """Draw the pieces of the (M, 8) vessel ``segments`` (:attr:`Body.vessels`) that the plane at height
+    ``z`` cuts: where the centre line lies within a radius of the plane, as a line of the vessel's
+    diameter; a piece with an end outside the lung's ``outline`` (N, 2) is left out."""
+    start, end, radius = segments[:, 1:4], segments[:, 4:7], segments[:, 7]
+    rise = end[:, 2] - start[:, 2]
+    flat = np.abs(rise) < 1e-6
+    safe = np.where(flat, 1.0, rise)
+    # the centre line's parameter where it is radius below and above the plane, ordered
+    t0, t1 = (z - radius - start[:, 2]) / safe, (z + radius - start[:, 2]) / safe
+    low = np.where(flat, 0.0, np.clip(np.minimum(t0, t1), 0.0, 1.0))
+    high = np.where(flat, 1.0, np.clip(np.maximum(t0, t1), 0.0, 1.0))
+    cut = np.where(flat, np.abs(start[:, 2] - z) < radius, high > low)
+    if not cut.any():
+        return
+    direction = (end - start)[cut, :2]
+    a = start[cut, :2] + low[cut, None] * direction
+    b = start[cut, :2] + high[cut, None] * direction
+    inside = polygon_contains(outline, a[:, 0], a[:, 1]) & polygon_contains(outline, b[:, 0], b[:, 1])
+    canvas.segments(a[inside], b[inside], 2.0 * radius[cut][inside], Tissue.LUNG_VESSEL)
 
 
 def _draw_airways(canvas: Canvas, body: Body, z: float) -> None:

@@ -143,3 +143,51 @@ def back_flatness(
 
     widest = max(width(row) for row in range(top, bottom + 1))
     return width(round(bottom - at * (bottom - top))) / widest
+
+
+VESSEL_HU = -500.0
+"""Inside the lungs, pixels above this are vessels (or nodules, or the airway walls)."""
+
+
+def lung_vessels(hu: npt.NDArray[np.integer | np.floating], spacing_mm: float) -> tuple[float, float] | None:
+    """How much of the lungs the vessels fill, and how many separate vessel cuts they show.
+
+    The lungs are the regions below :data:`VESSEL_HU` inside the body (the largest region above it, holes
+    filled) of at least 10 cm^2, closed over their vessels and eroded by 3 pixels off the pleura. Patient
+    1's three real series of ``../shared/data/deeplesion/png16`` (76 slices with lungs): share median
+    0.032 (5th-95th percentile 0.014-0.042), 32 cuts per 100 cm^2 (9-42).
+
+    Parameters
+    ----------
+    hu
+        (H, W) slice in HU.
+    spacing_mm
+        In-plane pixel spacing, mm.
+
+    Returns
+    -------
+    tuple of float or None
+        The share of the lung pixels above :data:`VESSEL_HU`, and the number of connected vessel cuts
+        per 100 cm^2 of lung; None when the slice has less than 10 cm^2 of lung.
+    """
+    from scipy import ndimage
+
+    values = np.asarray(hu, dtype=np.float32)
+    labels, count = ndimage.label(values > VESSEL_HU)
+    if count == 0:
+        return None
+    body = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:])))
+    labels, count = ndimage.label(body & (values < VESSEL_HU))
+    sizes = np.bincount(labels.ravel()) * spacing_mm**2
+    sizes[0] = 0.0
+    lungs = np.isin(labels, np.flatnonzero(sizes >= 1000.0))
+    if not lungs.any():
+        return None
+    closed = ndimage.binary_fill_holes(ndimage.binary_closing(lungs, iterations=3))
+    region = ndimage.binary_erosion(closed, iterations=3)
+    area_mm2 = float(region.sum()) * spacing_mm**2
+    if area_mm2 < 1000.0:
+        return None
+    vessel = region & (values > VESSEL_HU)
+    cuts = ndimage.label(vessel)[1]
+    return float(vessel.sum()) / float(region.sum()), cuts / (area_mm2 / 1e4)

@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 10
+GENERATOR_VERSION = 11
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -113,7 +113,11 @@ and small foramina at the front of the alae (a round canal in the middle and a f
 a row of rings); bowel walls 1.6 mm (2.2: every loop a bright ring). Lung lesions are placed as before
 (in the lungs' sections, which the drawn lungs contain); mediastinal, liver, kidney, abdominal and
 soft-tissue lesions are kept out of the drawn lungs (a soft-tissue lesion could land in a posterior
-recess before); bone lesions and their neighbours move with the wings' and sacrum's new shapes.
+recess before); bone lesions and their neighbours move with the wings' and sacrum's new shapes;
+11: the same plans, rows and lesions, other lung images: each lung's vessels are two branching trees (the
+arteries and the veins) from the hilum, tapering and winding, cut by each slice into lines and dots
+(900 separate streaks drew bright blobs: in lung slices they filled 7.8% of the lung in 58 separate cuts
+per 100 cm^2, real slices 3.1% in 32; now 6.3% in 36, ``deeplesion.synth.realism.lung_vessels``).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
