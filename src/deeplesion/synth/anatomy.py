@@ -392,6 +392,8 @@ VESSELS: dict[str, tuple[Tissue, list[tuple[float, float, float]], float]] = {
     "rectum": (Tissue.BOWEL_WALL, [(0.78, 0.0, 0.50), (0.88, 0.0, 0.35)], 16.0),
 }
 
+BESIDE_SPINE = {"aorta": 1.0, "ivc": 3.0, "esophagus": 2.0}
+"""Tubes that lie against the vertebral body, never over it: name -> gap to its surface, mm."""
 SPINE_KEYS = [
     (0.26, 0.72, 9.0),
     (0.34, 0.62, 12.0),
@@ -616,7 +618,20 @@ class Body:
         if values is None:
             return None
         cavity = self.cavity(z)
-        return values[0] * cavity.a, cavity.cy + values[1] * cavity.b, radius * math.sqrt(self.width_scale)
+        x, y, r = values[0] * cavity.a, cavity.cy + values[1] * cavity.b, radius * math.sqrt(self.width_scale)
+        spine = self.spine(z) if name in BESIDE_SPINE else None
+        if spine is not None:
+            # version 11: the keyframes put the descending aorta over the vertebral body, which is drawn
+            # later and hid it from the mid-chest down; push the tube off the bone along the line between
+            # their centres (the thoracic aorta ends up left of the spine, the abdominal one in front)
+            dx, dy = x - spine[0], y - spine[1]
+            distance = math.hypot(dx, dy)
+            needed = spine[2] + r + BESIDE_SPINE[name]
+            if distance < needed:
+                if distance < 1e-6:
+                    dx, dy, distance = 0.0, -1.0, 1.0
+                x, y = spine[0] + dx * needed / distance, spine[1] + dy * needed / distance
+        return x, y, r
 
     def spine(self, z: float) -> tuple[float, float, float] | None:
         """Vertebral body centre (x, y) mm and radius mm at height ``z``; None below the lumbar spine."""
@@ -883,6 +898,7 @@ def random_body(rng: np.random.Generator) -> Body:
         gas = float(draw < 0.3)  # as the first 70: 30% of the loops hold gas
         loop = Loop(cx, cy, zn_mid * height, half_length, radius, 0.0, 0.0, gas, False, heading, run_mm)
         loops.append(_bowel_contents(loop, detail))
+    loops += _upper_abdominal_loops(height, rng.spawn(1)[0])
     # version 9: the back is flattened on the table (a superellipse's half; real backs are as wide at 10%
     # of the depth above the table as an exponent of about 2.5 gives)
     back_power = float(detail.uniform(2.3, 2.8))
@@ -915,6 +931,29 @@ def _uniform_columns(rng: np.random.Generator, count: int, bounds: Sequence[tupl
     return np.column_stack([rng.uniform(low, high, count) for low, high in bounds])
 
 
+UPPER_LOOPS = 35
+"""Small-bowel loops between the liver, stomach and kidneys (:func:`_upper_abdominal_loops`)."""
+
+
+def _upper_abdominal_loops(height: float, rng: np.random.Generator) -> list[Loop]:
+    """Jejunal loops at the level of the kidneys (zn 0.585-0.66), mostly left of the midline and in front
+    (version 11). The other loops centre at zn 0.625-0.83, so between the organs of the upper abdomen the
+    cavity was mostly fat: 28% of the region deeper than 45 mm from the skin at zn 0.60-0.66, where the
+    real key slices of that height have about 10% fat in all. The organs are drawn over the loops, so the
+    loops only fill the room between them; lesions are placed as before."""
+    columns = _uniform_columns(
+        rng,
+        UPPER_LOOPS,
+        [(-0.45, 0.65), (-0.75, 0.15), (0.585, 0.66), (12.0, 35.0), (6.0, 12.0), (0.0, math.pi), (0.0, 40.0)],
+    )
+    loops = []
+    for cx, cy, zn_mid, half_length, radius, heading, run_mm in columns:
+        gas = float(rng.random() < 0.3)
+        loop = Loop(cx, cy, zn_mid * height, half_length, radius, 0.0, 0.0, gas, False, heading, run_mm)
+        loops.append(_bowel_contents(loop, rng))
+    return loops
+
+
 def _bowel_contents(loop: Loop, rng: np.random.Generator) -> Loop:
     """What a loop holds (generator version 8). Small bowel: oral contrast reaches 60% of the loops, 30%
     are collapsed, and a loop with gas has a little of it (12-40% of its diameter) over the fluid. Colon:
@@ -944,6 +983,21 @@ def _stool_bubbles(loop: Loop, rng: np.random.Generator) -> Array:
             rng.uniform(1.0, 3.5, count),
         ]
     )
+
+
+RENAL_HILUM_HALF_HEIGHT = 0.022
+"""Half the height of a kidney's hilum, zn units (about 24 mm), around the middle keyframe of the kidney."""
+
+
+def hilum_opening(body: Body, name: str, z: float) -> float:
+    """How open kidney ``name``'s sinus is toward the midline at height ``z``: 1 at the middle keyframe of
+    the kidney (scaled with the patient's kidney as :meth:`Body.organ` scales it), falling to 0 at
+    :data:`RENAL_HILUM_HALF_HEIGHT` from it."""
+    keys = ORGANS[name][1]
+    size = body.organ_jitter[name][2]
+    mid = 0.5 * (keys[0][0] + keys[-1][0])
+    local = mid + (body.zn(z) - mid) / size
+    return float(np.clip(1.0 - abs(local - keys[1][0]) / RENAL_HILUM_HALF_HEIGHT, 0.0, 1.0))
 
 
 REGIONS = ("lung", "mediastinum", "liver", "abdomen", "kidney", "pelvis", "bone", "soft_tissue")

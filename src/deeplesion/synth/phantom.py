@@ -33,6 +33,7 @@ from deeplesion.synth.anatomy import (
     Tissue,
     bone_sections,
     femoral_heads,
+    hilum_opening,
     lung_outline,
     pelvic_wings,
     polygon_contains,
@@ -744,14 +745,7 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
         if kidney is not None:
             canvas.section(kidney, Tissue.KIDNEY)
             _draw_pyramids(canvas, kidney)
-            sinus = Section(
-                kidney.cx - 0.25 * kidney.a * (1 if kidney.cx > 0 else -1),
-                kidney.cy,
-                kidney.a * 0.4,
-                kidney.b * 0.45,
-                kidney.angle,
-            )
-            canvas.section(sinus, Tissue.RENAL_SINUS)
+            _draw_renal_hilum(canvas, body, kidney, hilum_opening(body, name, z), z)
     bladder = body.organ("bladder", z)
     if bladder is not None:
         # the uterus or prostate sits behind the bladder, between it and the rectum
@@ -790,6 +784,31 @@ def _draw_liver_vessels(canvas: Canvas, body: Body, z: float, liver: Section) ->
     along = np.column_stack([dx / distance * half, dy / distance * half])[inside]
     centres = np.column_stack([xs, ys])[inside]
     canvas.segments(centres - along, centres + along, 2.0 * radii[inside], Tissue.VEIN)
+
+
+def _draw_renal_hilum(canvas: Canvas, body: Body, kidney: Section, opening: float, z: float) -> None:
+    """The renal sinus, and at the hilum's height (``opening`` 0-1) its opening toward the midline with
+    the renal pelvis inside and the renal vein running to the IVC (version 11: the sinus was an ellipse
+    inside the kidney at every height, which drew the kidney as a round ring)."""
+    medial = 1.0 if kidney.cx < 0 else -1.0  # along the kidney's own first axis
+    cos, sin = math.cos(kidney.angle), math.sin(kidney.angle)
+    depth = (0.25 + 0.5 * opening) * kidney.a * medial
+    cx, cy = kidney.cx + depth * cos, kidney.cy + depth * sin
+    canvas.section(
+        Section(cx, cy, 0.42 * kidney.a, (0.45 - 0.1 * opening) * kidney.b, kidney.angle), Tissue.RENAL_SINUS
+    )
+    if opening < 0.3:
+        return
+    pelvis = 0.12 * kidney.a * medial
+    canvas.section(
+        Section(cx + pelvis * cos, cy + pelvis * sin, 0.2 * kidney.a, 0.16 * kidney.b, kidney.angle),
+        Tissue.URINE,
+    )
+    ivc = body.vessel("ivc", z)
+    if ivc is not None:
+        # the vein leaves in front of the pelvis; the aorta and IVC are drawn over its ends later
+        start = (cx + 0.12 * kidney.b * sin, cy - 0.12 * kidney.b * cos)  # minus the second axis: forward
+        canvas.line(np.array([start, ivc[:2]]), 4.0 + 4.0 * opening, Tissue.VEIN)
 
 
 def _draw_pyramids(canvas: Canvas, kidney: Section) -> None:

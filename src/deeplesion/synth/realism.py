@@ -191,3 +191,44 @@ def lung_vessels(hu: npt.NDArray[np.integer | np.floating], spacing_mm: float) -
     vessel = region & (values > VESSEL_HU)
     cuts = ndimage.label(vessel)[1]
     return float(vessel.sum()) / float(region.sum()), cuts / (area_mm2 / 1e4)
+
+
+def deep_tissue_shares(
+    hu: npt.NDArray[np.integer | np.floating], spacing_mm: float, *, depth_mm: float = 45.0
+) -> dict[str, float] | None:
+    """What fills the body deeper than ``depth_mm`` from the skin: shares of fat (-200 to -30 HU), gas
+    (below -400) and soft tissue (-30 to 150) of those pixels. On abdominal slices this is mostly the
+    abdominal cavity, so the fat share says how much room the organs and bowel leave empty.
+
+    The body is the largest region above -400 HU, holes filled; the depth is the Euclidean distance to
+    its edge.
+
+    Parameters
+    ----------
+    hu
+        (H, W) slice in HU.
+    spacing_mm
+        In-plane pixel spacing, mm.
+    depth_mm
+        How far from the skin a pixel must lie, mm.
+
+    Returns
+    -------
+    dict or None
+        ``fat``, ``gas``, ``soft_tissue`` shares in [0, 1]; None when no pixel lies that deep.
+    """
+    from scipy import ndimage
+
+    values = np.asarray(hu, dtype=np.float32)
+    labels, count = ndimage.label(values > -400.0)
+    if count == 0:
+        return None
+    body = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:])))
+    deep = values[ndimage.distance_transform_edt(body) * spacing_mm > depth_mm]
+    if deep.size == 0:
+        return None
+    return {
+        "fat": float(np.mean((deep >= -200.0) & (deep < -30.0))),
+        "gas": float(np.mean(deep < -400.0)),
+        "soft_tissue": float(np.mean((deep >= -30.0) & (deep < 150.0))),
+    }

@@ -114,10 +114,14 @@ a row of rings); bowel walls 1.6 mm (2.2: every loop a bright ring). Lung lesion
 (in the lungs' sections, which the drawn lungs contain); mediastinal, liver, kidney, abdominal and
 soft-tissue lesions are kept out of the drawn lungs (a soft-tissue lesion could land in a posterior
 recess before); bone lesions and their neighbours move with the wings' and sacrum's new shapes;
-11: the same plans, rows and lesions, other lung images: each lung's vessels are two branching trees (the
+11: the same plans, rows and lesions, other images: each lung's vessels are two branching trees (the
 arteries and the veins) from the hilum, tapering and winding, cut by each slice into lines and dots
 (900 separate streaks drew bright blobs: in lung slices they filled 7.8% of the lung in 58 separate cuts
-per 100 cm^2, real slices 3.1% in 32; now 6.3% in 36, ``deeplesion.synth.realism.lung_vessels``).
+per 100 cm^2, real slices 3.1% in 32; now 6.3% in 36, ``deeplesion.synth.realism.lung_vessels``); the
+descending aorta, the IVC and the oesophagus lie beside the vertebral body (the aorta's keyframes put it
+over the bone, which hid it from the mid-chest down); 35 more small-bowel loops between the organs of the
+upper abdomen (zn 0.585-0.66, where the cavity was mostly fat); the renal sinus opens toward the midline
+at the hilum, with the renal pelvis and the renal vein (an ellipse inside the kidney drew a ring).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
