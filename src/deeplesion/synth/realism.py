@@ -145,6 +145,18 @@ def back_flatness(
     return width(round(bottom - at * (bottom - top))) / widest
 
 
+def _filled_body(values: npt.NDArray[np.float32], above_hu: float) -> npt.NDArray[np.bool_] | None:
+    """(H, W) the largest connected region above ``above_hu``, its holes (lungs, bowel gas) filled; None
+    when no pixel is above it."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(values > above_hu)
+    if count == 0:
+        return None
+    largest = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    return np.asarray(ndimage.binary_fill_holes(largest), dtype=bool)
+
+
 VESSEL_HU = -500.0
 """Inside the lungs, pixels above this are vessels (or nodules, or the airway walls)."""
 
@@ -154,8 +166,9 @@ def lung_vessels(hu: npt.NDArray[np.integer | np.floating], spacing_mm: float) -
 
     The lungs are the regions below :data:`VESSEL_HU` inside the body (the largest region above it, holes
     filled) of at least 10 cm^2, closed over their vessels and eroded by 3 pixels off the pleura. Patient
-    1's three real series of ``../shared/data/deeplesion/png16`` (76 slices with lungs): share median
-    0.032 (5th-95th percentile 0.014-0.042), 32 cuts per 100 cm^2 (9-42).
+    1's two chest series in ``../shared/data/deeplesion/png16`` (74 slices with lungs, each series at its
+    own pixel spacing): share median 0.031 (5th-95th percentile 0.017-0.041), 32 cuts per 100 cm^2
+    (23-41).
 
     Parameters
     ----------
@@ -173,11 +186,10 @@ def lung_vessels(hu: npt.NDArray[np.integer | np.floating], spacing_mm: float) -
     from scipy import ndimage
 
     values = np.asarray(hu, dtype=np.float32)
-    labels, count = ndimage.label(values > VESSEL_HU)
-    if count == 0:
+    body = _filled_body(values, VESSEL_HU)
+    if body is None:
         return None
-    body = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:])))
-    labels, count = ndimage.label(body & (values < VESSEL_HU))
+    labels = ndimage.label(body & (values < VESSEL_HU))[0]
     sizes = np.bincount(labels.ravel()) * spacing_mm**2
     sizes[0] = 0.0
     lungs = np.isin(labels, np.flatnonzero(sizes >= 1000.0))
@@ -220,10 +232,9 @@ def deep_tissue_shares(
     from scipy import ndimage
 
     values = np.asarray(hu, dtype=np.float32)
-    labels, count = ndimage.label(values > -400.0)
-    if count == 0:
+    body = _filled_body(values, -400.0)
+    if body is None:
         return None
-    body = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:])))
     deep = values[ndimage.distance_transform_edt(body) * spacing_mm > depth_mm]
     if deep.size == 0:
         return None
