@@ -715,7 +715,7 @@ def synthetic_lung_vessels() -> npt.NDArray[np.float64]:
 def test_the_lung_vessels_are_thin_branches_as_in_real_slices() -> None:
     """Real (patient 1, 74 slices): 3.1% of the lung above -500 HU in 32 separate cuts per 100 cm^2.
     Version 10's 900 separate streaks: 7.8% in 58 cuts, bright blobs all over the lung. The trees of
-    version 11 still fill about twice the real share (6.3%: their central branches are thick, long
+    version 11 still fill about twice the real share (5.7%: their central branches are thick, long
     lines), in about as many cuts."""
     share, cuts = np.median(synthetic_lung_vessels(), axis=0)
     assert 0.02 < share < 0.075, share

@@ -480,6 +480,19 @@ class Canvas:
         r = max(round(radius / self.geometry.spacing * SCALE), 1)
         cv2.circle(self.labels, (int(centre[0]), int(centre[1])), r, int(tissue), -1, cv2.LINE_8, SHIFT)
 
+    def circles(
+        self, centres: npt.NDArray[np.float64], radii: npt.NDArray[np.float64], tissue: Tissue
+    ) -> None:
+        """Fill discs at (N, 2) ``centres`` mm of (N,) ``radii`` mm: the same pixels as :meth:`circle` per
+        disc, converted to pixels in one step (a small-bowel run is dozens of discs)."""
+        import cv2
+
+        keep = radii > 0.0
+        centres_px = self._px(centres[keep]).tolist()
+        radii_px = np.maximum(np.rint(radii[keep] / self.geometry.spacing * SCALE), 1).astype(int).tolist()
+        for (col, row), radius in zip(centres_px, radii_px, strict=True):
+            cv2.circle(self.labels, (col, row), radius, int(tissue), -1, cv2.LINE_8, SHIFT)
+
     def line(self, points: npt.NDArray[np.float64], thickness_mm: float, tissue: Tissue) -> None:
         """A thick open polyline through (N, 2) points mm (ribs, bone plates, the table)."""
         import cv2
@@ -710,10 +723,8 @@ def _draw_bowel_run(
     dense = np.linspace(-0.5, 0.5, max(int(length / (0.5 * r)) + 2, 3))
     along_xy = np.column_stack([np.interp(dense, s, xs), np.interp(dense, s, ys)])
     calibre = r * (1.0 + 0.2 * np.sin(loop.z_mid * 0.11 + 7.0 * dense))
-    for (cx, cy), radius in zip(along_xy, calibre, strict=True):
-        canvas.circle(cx, cy, radius, Tissue.BOWEL_WALL)
-    for (cx, cy), radius in zip(along_xy, calibre, strict=True):
-        canvas.circle(cx, cy, radius - BOWEL_WALL_MM, content)
+    canvas.circles(along_xy, calibre, Tissue.BOWEL_WALL)
+    canvas.circles(along_xy, calibre - BOWEL_WALL_MM, content)
     lumen = 2.0 * (r - BOWEL_WALL_MM)
     if folds and content == Tissue.BOWEL_CONTENT and lumen > 6.0:
         # the folds of the jejunum across its lumen, every 5 mm: its feathery look with oral contrast

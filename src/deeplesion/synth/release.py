@@ -117,7 +117,7 @@ recess before); bone lesions and their neighbours move with the wings' and sacru
 11: the same plans, rows and lesions, other images: each lung's vessels are two branching trees (the
 arteries and the veins) from the hilum, tapering and winding, cut by each slice into lines and dots
 (900 separate streaks drew bright blobs: in lung slices they filled 7.8% of the lung in 58 separate cuts
-per 100 cm^2, real slices 3.1% in 32; now 6.3% in 36, ``deeplesion.synth.realism.lung_vessels``); the
+per 100 cm^2, real slices 3.1% in 32; now 5.7% in 33, ``deeplesion.synth.realism.lung_vessels``); the
 descending aorta, the IVC and the oesophagus lie beside the vertebral body (the aorta's keyframes put it
 over the bone, which hid it from the mid-chest down); 35 more small-bowel loops between the organs of the
 upper abdomen (zn 0.585-0.66, where the cavity was mostly fat); the renal sinus opens toward the midline
