@@ -467,8 +467,9 @@ class Body:
     loops
         Bowel loops: 110 of small bowel, the ascending, descending and transverse colon, the sigmoid.
     vessels
-        (M, 8) lung vessels as straight 3D segments of a tree per lung (:func:`lung_vessel_tree`): side
-        (-1 right, +1 left), start x, y, z and end x, y, z (mm, body frame), radius (mm).
+        (M, 9) lung vessels as straight 3D segments of a tree per lung (:func:`lung_vessel_tree`): side
+        (-1 right, +1 left), start x, y, z and end x, y, z (mm, body frame), radius (mm), lowest height
+        reached (mm); sorted by side, then by the lowest height.
     rib_phase
         Per-patient offset of the rib levels, zn.
     liver_vessels
@@ -712,8 +713,9 @@ which lie in the slice for centimetres, fill twice the share of the lung that re
 
 
 def lung_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
-    """(M, 8) the pulmonary vessels as straight 3D pieces: side (-1 right, +1 left), x0, y0, z0, x1, y1, z1
-    (mm, body frame), radius (mm).
+    """(M, 9) the pulmonary vessels as straight 3D pieces: side (-1 right, +1 left), x0, y0, z0, x1, y1, z1
+    (mm, body frame), radius (mm), and the lowest height the piece reaches (mm; rows sorted by side, then
+    by it).
 
     Each lung gets two trees, its arteries and its veins, grown from the hilum to
     :data:`LUNG_VESSEL_TARGETS` random points each inside the lung's cross-sections: a tree's points are
@@ -754,7 +756,13 @@ def lung_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
             hilum = np.array([lung.cx - side * 0.72 * lung.a, lung.cy + back * lung.b, hilum_z])
             grown = _grow_tree(hilum, targets[tree::2], rng)
             pieces.append(np.column_stack([np.full(len(grown), side), grown]))
-    return _wind(np.concatenate(pieces), rng)
+    wound = _wind(np.concatenate(pieces), rng)
+    # sorted by side and by the lowest height a piece reaches, so that a slice finds its pieces by bisection
+    low = np.minimum(wound[:, 3], wound[:, 6]) - wound[:, 7]
+    high = np.maximum(wound[:, 3], wound[:, 6]) + wound[:, 7]
+    assert float(np.max(high - low)) < LUNG_VESSEL_Z_EXTENT_MM
+    order = np.lexsort((low, wound[:, 0]))
+    return np.column_stack([wound, low])[order]
 
 
 def _grow_tree(root: Array, points: Array, rng: np.random.Generator) -> Array:
@@ -802,6 +810,10 @@ def _grow_tree(root: Array, points: Array, rng: np.random.Generator) -> Array:
     return np.concatenate(branches)
 
 
+LUNG_VESSEL_Z_EXTENT_MM = 40.0
+"""More than any vessel piece's height span, radius included (a piece is at most 10 mm long, its ends move
+by at most 3 x 2.5 mm along z, its radius is under 2 mm): a slice at z meets only pieces whose lowest
+point lies within this below z."""
 LUNG_VESSEL_WIND_MM = (10.0, 0.4, 2.5)
 """A vessel branch is cut into pieces of about the first length (mm) whose joints are moved at random, by
 the second in-plane and the third along z (standard deviations, mm): a straight branch lying in the slice
@@ -817,7 +829,8 @@ def _wind(segments: Array, rng: np.random.Generator) -> Array:
     first = np.repeat(np.cumsum(counts) - counts, counts)
     index = np.arange(len(owner)) - first  # the piece's number along its branch
     t0, t1 = index / counts[owner], (index + 1) / counts[owner]
-    jitter = rng.normal(0.0, 1.0, (len(owner), 3)) * np.array([sideways, sideways, along])
+    # clipped at 3 standard deviations: a piece's height then spans less than LUNG_VESSEL_Z_EXTENT_MM
+    jitter = np.clip(rng.normal(0.0, 1.0, (len(owner), 3)), -3.0, 3.0) * np.array([sideways, sideways, along])
     # a joint's offset is shared by the pieces either side of it; a branch's two ends do not move
     after = np.where((index + 1 < counts[owner])[:, None], jitter, 0.0)
     before = np.where((index > 0)[:, None], np.roll(jitter, 1, axis=0), 0.0)
@@ -945,7 +958,7 @@ def random_body(rng: np.random.Generator) -> Body:
         mesenteric=mesenteric,
         ribs=ribs,
         back_power=back_power,
-        vessels=np.zeros((0, 8)),
+        vessels=np.zeros((0, 9)),
     )
     return replace(body, vessels=lung_vessel_tree(body, rng.spawn(1)[0]))
 
