@@ -810,10 +810,11 @@ def _grow_tree(root: Array, points: Array, rng: np.random.Generator) -> Array:
     return np.concatenate(branches)
 
 
-LUNG_VESSEL_Z_EXTENT_MM = 40.0
-"""More than any vessel piece's height span, radius included (a piece is at most 10 mm long, its ends move
-by at most 3 x 2.5 mm along z, its radius is under 2 mm): a slice at z meets only pieces whose lowest
-point lies within this below z."""
+LUNG_VESSEL_Z_EXTENT_MM = 60.0
+"""More than any vessel piece's height span, radius included: a piece is at most 10 mm long and its
+radius under 2 mm, and its ends move along z by normal draws of 2.5 mm standard deviation, so a span of
+60 mm needs a difference of two draws beyond 12 standard deviations (checked when a body is made). A
+slice at z meets only pieces whose lowest point lies within this below z."""
 LUNG_VESSEL_WIND_MM = (10.0, 0.4, 2.5)
 """A vessel branch is cut into pieces of about the first length (mm) whose joints are moved at random, by
 the second in-plane and the third along z (standard deviations, mm): a straight branch lying in the slice
@@ -829,8 +830,7 @@ def _wind(segments: Array, rng: np.random.Generator) -> Array:
     first = np.repeat(np.cumsum(counts) - counts, counts)
     index = np.arange(len(owner)) - first  # the piece's number along its branch
     t0, t1 = index / counts[owner], (index + 1) / counts[owner]
-    # clipped at 3 standard deviations: a piece's height then spans less than LUNG_VESSEL_Z_EXTENT_MM
-    jitter = np.clip(rng.normal(0.0, 1.0, (len(owner), 3)), -3.0, 3.0) * np.array([sideways, sideways, along])
+    jitter = rng.normal(0.0, 1.0, (len(owner), 3)) * np.array([sideways, sideways, along])
     # a joint's offset is shared by the pieces either side of it; a branch's two ends do not move
     after = np.where((index + 1 < counts[owner])[:, None], jitter, 0.0)
     before = np.where((index > 0)[:, None], np.roll(jitter, 1, axis=0), 0.0)
