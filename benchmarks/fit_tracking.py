@@ -41,6 +41,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "millimetre_weight": (0.0, 1 / 1000, 1 / 600, 1 / 300, 1 / 150, 1 / 75),
     "max_shift": (0.0, 0.04, 0.08, 0.15),
     "max_cost": (0.15, 0.25, 0.35, 0.5, 1.0),
+    "path_weight": (0.0, 0.05, 0.1, 0.2, 0.3),
     "twin_rule": (0, 1, -1),
 }
 TEMPERATURES = (0.005, 0.01, 0.02, 0.04, 0.08)
@@ -51,6 +52,7 @@ START = TrackingParameters(
     millimetre_weight=0.0,
     max_shift=0.0,
     max_cost=1.0,
+    path_weight=0.0,
     twin_rule=0,
 )
 """Where every fit starts: position only, nothing fitted (a start taken from an earlier fit on all pairs

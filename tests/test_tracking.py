@@ -140,6 +140,28 @@ def test_a_pair_names_the_twin_on_the_volume_next_to_the_source() -> None:
     assert FITTED.twin_rule == 1
 
 
+def test_a_pair_is_answered_through_a_third_study_when_the_direct_link_went_elsewhere() -> None:
+    """Lesion A vanishes after study 2 and B drifts toward A's old place: matched directly, study 1's A
+    takes study 3's only lesion, and B is left unlinked; through study 2 (B is linked to B', and B' to
+    study 3's lesion) the path evidence names it."""
+    from deeplesion.tracking import ResolvedPairs
+    from deeplesion.tracking.pairs import pair_answers
+
+    rows = [lesion(1, 1, (0.50, 0.50, 0.5), 20.0), lesion(1, 1, (0.53, 0.50, 0.5), 20.0)]
+    rows += [lesion(1, 2, (0.50, 0.50, 0.5), 20.0), lesion(1, 2, (0.52, 0.50, 0.5), 20.0)]
+    rows += [lesion(1, 3, (0.512, 0.50, 0.5), 20.0)]
+    catalog = catalog_of(rows)
+    b, b_last = 1, 4
+    assert catalog.location[b][0] == pytest.approx(0.53) and catalog.study[b_last] == 3
+    pairs = ResolvedPairs(["B"], np.array([b]), np.array([b_last]))
+    direct = track_lesions(catalog, parameters=dataclasses.replace(FITTED, path_weight=0.0))
+    assert pair_answers(direct, pairs)["method"].tolist() == [-1]
+    through = track_lesions(catalog, parameters=dataclasses.replace(FITTED, path_weight=0.05))
+    answers = pair_answers(through, pairs)
+    assert answers["method"].tolist() == [b_last]
+    assert answers["confidence"].tolist() == [0.0]  # no direct link: the answer carries no link confidence
+
+
 def test_unknown_patient_and_input_findings() -> None:
     rows = [lesion(1, 1, (0.3, 0.4, 0.5), 20.0, kind=LesionType.UNKNOWN), lesion(2, 1, (0.3, 0.4, 0.5), 20.0)]
     rows.append(lesion(2, 2, (0.3, 0.4, 0.5), 20.0))

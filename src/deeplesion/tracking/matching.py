@@ -60,6 +60,12 @@ class TrackingParameters:
     """Softness of the confidence; cost units."""
     alignment_rounds: int = 3
     """Assign-then-shift rounds of the alignment."""
+    path_weight: float = 0.05
+    """How much a pair's answer (:func:`~deeplesion.tracking.pairs.pair_answers`) trusts the source's
+    links through a third study: each candidate row of the target study scores the weight of its link to
+    the source plus ``path_weight`` times the sum, over the rows of the patient's other studies, of the
+    products of the weights of their links to the source and to the candidate (a weight is
+    ``exp(-cost / PATH_COST_SCALE)``). 0: the most confident direct link. It changes no link or track."""
     twin_rule: int = 1
     """Which of two *twin* rows a pair's answer names: the same lesion bookmarked on two series of the
     target study (within 0.02 in normalized position and 20% in long diameter). 1: the series next to the
@@ -77,7 +83,13 @@ FITTED = TrackingParameters()
 ``valid.json`` by ``benchmarks/fit_tracking.py`` (its cross-validated accuracy: ``docs/tracking.md``).
 The fit set the normalized-position shift to 0 (no gain: the location is already relative to the body);
 the millimetre term keeps its own shift, estimated from all lesions of the two scans. It chose
-``twin_rule`` 1 and, with it, no cost for differing slice intervals."""
+``twin_rule`` 1 and, with it, no cost for differing slice intervals, and ``path_weight`` 0.05 (evidence
+through third studies; 2026-12-03)."""
+
+PATH_COST_SCALE = 0.04
+"""Cost units per e-fold of a link's weight in the path evidence (:attr:`TrackingParameters.path_weight`):
+the confidence's temperature as fitted when the path evidence was introduced, held fixed so that fitting
+the temperature afterwards changes no answer."""
 
 FITTED_ON_SHA256 = "e57b63906118c719794c6b35de8513fe6659159880c020f34572a9c410da76d9"
 """SHA-256 of the pairs file :data:`FITTED` was fitted on; scoring that file again is in-sample."""

@@ -8,8 +8,10 @@ rounded to 0.1 px). Each end is resolved to the row of that slice whose RECIST e
 both ends resolve; otherwise it is counted as ``absent``, never guessed.
 
 For a scored pair (source row ``s``, target row ``t``), the candidates are all rows of ``t``'s patient
-and study. The method's answer is the row of the target study that :func:`track_lesions` links to ``s``
-with the highest confidence (no link: wrong). The baseline answers the candidate nearest to ``s`` in
+and study. The method's answer is the row of the target study with the most evidence of being ``s``:
+its direct link to ``s`` and, weighted by ``TrackingParameters.path_weight``, the links through rows of
+the patient's other studies (with ``path_weight`` 0, the row linked to ``s`` with the highest confidence;
+no evidence: wrong). The baseline answers the candidate nearest to ``s`` in
 normalized body position; as in the issue's definition, ``s`` itself is a candidate when both ends lie in
 one study (two series), which the baseline then picks.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ import numpy.typing as npt
 from deeplesion.catalog import Catalog
 from deeplesion.errors import DeepLesionError
 from deeplesion.findings import Finding, make_finding
+from deeplesion.tracking.matching import PATH_COST_SCALE, Link
 from deeplesion.tracking.tracks import TrackingResult
 
 MATCH_TOLERANCE_PX = 0.06
@@ -264,6 +268,9 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
                 int(catalog.study[other]),
             ) == key and link.confidence > best_confidence:
                 best, best_confidence = other, link.confidence
+        if result.parameters.path_weight > 0.0:
+            best = _path_answer(result, s, key, result.parameters.path_weight)
+            best_confidence = confidence_to.get(best, 0.0)
         if best >= 0 and result.parameters.twin_rule:
             best = _named_twin(result, s, best, result.parameters.twin_rule)  # the confidence stays
         method.append(best)
@@ -286,6 +293,29 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
         "baseline": np.asarray(baseline, np.int64),
         "candidates": np.asarray(candidates, np.int64),
     }
+
+
+def _path_answer(result: TrackingResult, source: int, study: tuple[int, int], path_weight: float) -> int:
+    """The row of ``study`` (patient, study) with the most evidence of being ``source``: the weight of its
+    direct link plus ``path_weight`` times the weights through each row of another study linked to both
+    (:attr:`~deeplesion.tracking.TrackingParameters.path_weight`); -1 when none has any."""
+    catalog = result.catalog
+
+    def weight(link: Link) -> float:
+        return math.exp(-link.cost / PATH_COST_SCALE)
+
+    own_study = int(catalog.study[source])
+    score: dict[int, float] = {}
+    for link in result.links_from(source):
+        other = link.target if link.source == source else link.source
+        if (int(catalog.patient[other]), int(catalog.study[other])) == study:
+            score[other] = score.get(other, 0.0) + weight(link)
+        elif int(catalog.study[other]) != own_study:
+            for onward in result.links_from(other):
+                end = onward.target if onward.source == other else onward.source
+                if (int(catalog.patient[end]), int(catalog.study[end])) == study:
+                    score[end] = score.get(end, 0.0) + path_weight * weight(link) * weight(onward)
+    return max(score, key=lambda row: score[row]) if score else -1
 
 
 def _named_twin(result: TrackingResult, source: int, answer: int, rule: int) -> int:
