@@ -882,7 +882,7 @@ def _vessels_near(vessels: npt.NDArray[np.float64], side: float, z: float) -> np
 def _draw_lung_vessels(
     canvas: Canvas, segments: npt.NDArray[np.float64], z: float, outline: npt.NDArray[np.float64]
 ) -> None:
-    """Draw the pieces of the (M, 8) vessel ``segments`` (:attr:`Body.vessels`) that the plane at height
+    """Draw the pieces of the (M, 9) vessel ``segments`` (:attr:`Body.vessels`) that the plane at height
     ``z`` cuts: where the centre line lies within a radius of the plane, as a line of the vessel's
     diameter; a piece with an end outside the lung's ``outline`` (N, 2) is left out."""
     start, end, radius = segments[:, 1:4], segments[:, 4:7], segments[:, 7]

@@ -169,6 +169,10 @@ class Link:
     cost: float
     confidence: float
 
+    def other(self, row: int) -> int:
+        """The row at the other end of the link from ``row`` (one of its two ends)."""
+        return self.target if self.source == row else self.source
+
 
 def _distances(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     distances: npt.NDArray[np.float64] = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))

@@ -261,7 +261,7 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
         best, best_confidence = -1, -1.0
         confidence_to: dict[int, float] = {}
         for link in result.links_from(s):
-            other = link.target if link.source == s else link.source
+            other = link.other(s)
             confidence_to[other] = link.confidence
             if (
                 int(catalog.patient[other]),
@@ -269,7 +269,8 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
             ) == key and link.confidence > best_confidence:
                 best, best_confidence = other, link.confidence
         if result.parameters.path_weight > 0.0:
-            best = _path_answer(result, s, key, result.parameters.path_weight)
+            same_patient = int(catalog.patient[s]) == key[0]  # links never join two patients
+            best = _path_answer(result, s, key[1], result.parameters.path_weight) if same_patient else -1
             best_confidence = confidence_to.get(best, 0.0)
         if best >= 0 and result.parameters.twin_rule:
             best = _named_twin(result, s, best, result.parameters.twin_rule)  # the confidence stays
@@ -295,25 +296,26 @@ def pair_answers(result: TrackingResult, pairs: ResolvedPairs) -> dict[str, npt.
     }
 
 
-def _path_answer(result: TrackingResult, source: int, study: tuple[int, int], path_weight: float) -> int:
-    """The row of ``study`` (patient, study) with the most evidence of being ``source``: the weight of its
-    direct link plus ``path_weight`` times the weights through each row of another study linked to both
-    (:attr:`~deeplesion.tracking.TrackingParameters.path_weight`); -1 when none has any."""
-    catalog = result.catalog
+def _path_answer(result: TrackingResult, source: int, target_study: int, path_weight: float) -> int:
+    """The row of study ``target_study`` (of the source's patient) with the most evidence of being
+    ``source``: the weight of its direct link plus ``path_weight`` times the weights through each row of
+    another study linked to both (:attr:`~deeplesion.tracking.TrackingParameters.path_weight`); -1 when
+    none has any. Links join rows of one patient, so the study number alone names the study."""
+    study = result.catalog.study
 
     def weight(link: Link) -> float:
         return math.exp(-link.cost / PATH_COST_SCALE)
 
-    own_study = int(catalog.study[source])
+    own_study = int(study[source])
     score: dict[int, float] = {}
     for link in result.links_from(source):
-        other = link.target if link.source == source else link.source
-        if (int(catalog.patient[other]), int(catalog.study[other])) == study:
+        other = link.other(source)
+        if int(study[other]) == target_study:
             score[other] = score.get(other, 0.0) + weight(link)
-        elif int(catalog.study[other]) != own_study:
+        elif int(study[other]) != own_study:
             for onward in result.links_from(other):
-                end = onward.target if onward.source == other else onward.source
-                if (int(catalog.patient[end]), int(catalog.study[end])) == study:
+                end = onward.other(other)
+                if int(study[end]) == target_study:
                     score[end] = score.get(end, 0.0) + path_weight * weight(link) * weight(onward)
     return max(score, key=lambda row: score[row]) if score else -1
 
