@@ -5,6 +5,7 @@ measured from); the image checks render single slices; the comparison with real 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from deeplesion.catalog import Catalog, load_catalog
 from deeplesion.slices import read_slice_hu
 from deeplesion.synth import plan_release
-from deeplesion.synth.anatomy import Tissue, random_body, region_contains
+from deeplesion.synth.anatomy import TISSUE_HU, Tissue, random_body, region_contains
 from deeplesion.synth.lesions import compare_to_real, ks_statistic, real_stats
 from deeplesion.synth.phantom import (
     SliceGeometry,
@@ -263,10 +264,12 @@ def test_liver_veins_brighten_with_contrast_and_are_darker_without() -> None:
 
 def test_body_wall_has_layers_over_the_abdomen() -> None:
     body = random_body(np.random.default_rng(11))
-    for zn, planes in ((0.45, 2), (0.66, 4)):
+    # over the chest per side: the pectoral fascia and the plane under the scapular muscles; over the
+    # abdomen two between the flank muscles per side
+    for zn, planes in ((0.45, 4), (0.66, 4)):
         z = zn * body.height_mm
         wall = body.wall(z)
-        assert len(wall.planes) == planes  # pectoral fascia per side; two between the flank muscles per side
+        assert len(wall.planes) == planes
         outer = wall.outer
         assert body.outline(z).contains(outer[:, 0], outer[:, 1]).all()  # muscle stays under the skin
         cavity = body.cavity(z).polygon()
@@ -364,7 +367,7 @@ def test_ribs_differ_from_each_other_and_stay_outside_the_lungs() -> None:
         z = zn * body.height_mm
         labels = np.zeros((512, 512), dtype=np.uint8)
         cavity = body.cavity(z)
-        _draw_ribs(Canvas(labels, geometry), body, z, cavity)
+        _draw_ribs(Canvas(labels, geometry), body, z, cavity, body.wall(z))
         rib = labels == Tissue.CORTICAL
         rows, columns = np.nonzero(rib)
         x, y = geometry.to_body(columns.astype(float), rows.astype(float))
@@ -374,6 +377,85 @@ def test_ribs_differ_from_each_other_and_stay_outside_the_lungs() -> None:
         assert count - 1 >= 6  # a ring of rib cuts
         areas.extend(stats[1:, cv2.CC_STAT_AREA])
     assert np.std(areas) / np.mean(areas) > 0.3  # short oblique cuts and long flat ones, not one dash
+
+
+def test_ribs_are_thin_rings_on_the_lungs_covered_by_the_wall() -> None:
+    """Version 12: a rib is a thin cortex round fatty marrow (real ribs in patient 1's 1 mm slices: a
+    cortex of 400-1000 HU round 0-50 HU), lying on the lung with muscle over it. Version 11 drew 1.5 mm of
+    cortex round 200 HU bone up to 10 mm out from the cavity, so that behind the back the ribs lay in the
+    subcutaneous fat, with pockets of lung beside their ends."""
+    import cv2
+
+    assert 0.0 <= TISSUE_HU[Tissue.RIB_MARROW][2] <= 50.0
+    geometry = SliceGeometry(512, 0.75, -1024.0)
+    kernel = np.ones((3, 3), np.uint8)
+    for seed in range(4):
+        body = random_body(np.random.default_rng(seed))
+        for zn in (0.40, 0.43, 0.46, 0.49, 0.52):
+            labels = render_labels(body, geometry, zn * body.height_mm)
+            marrow = (labels == Tissue.RIB_MARROW).astype(np.uint8)
+            assert marrow.sum() > 500  # several rib cuts
+            lung = (labels == Tissue.LUNG) | (labels == Tissue.LUNG_VESSEL)
+            touching = (cv2.dilate(marrow, kernel) > 0) & lung
+            assert touching.sum() <= 0.01 * marrow.sum(), (seed, zn)  # a cortex between marrow and lung
+            ring = (cv2.dilate(marrow, kernel, iterations=3) > 0) & (marrow == 0)
+            fat = (ring & (labels == Tissue.FAT)).sum() / ring.sum()
+            assert fat < 0.1, (seed, zn, fat)  # in the muscle of the chest wall, not in the fat
+
+
+def test_the_scapulae_are_thin_blades_in_the_muscles_behind_the_chest_wall() -> None:
+    from deeplesion.synth.anatomy import shoulder_girdle
+
+    geometry = SliceGeometry(512, 0.75, -1024.0)
+    body = random_body(np.random.default_rng(5))
+    for zn in (0.40, 0.44, 0.47):
+        z = zn * body.height_mm
+        wall = body.wall(z)
+        assert len(wall.blades) == 2
+        outline, cavity = body.outline(z), body.cavity(z)
+        labels = render_labels(body, geometry, z)
+        for blade in wall.blades:
+            length = np.hypot(*np.diff(blade, axis=0).T).sum()
+            assert 20.0 < length < 110.0, (zn, length)  # a real scapula is about 100 mm wide
+            assert blade[0, 1] > cavity.cy  # behind the chest (+y is the back)
+            assert outline.contains(blade[:, 0], blade[:, 1]).all()
+            assert not cavity.contains(blade[:, 0], blade[:, 1]).any()
+            # lateral end last: further out from the chest wall than the medial end
+            medial, lateral = blade[0], blade[-1]
+            assert abs(lateral[0]) > abs(medial[0])
+            # surrounded by muscle, not by fat: sample 4 mm either side of the blade's middle
+            middle = blade[1]
+            along = blade[-1] - blade[0]
+            normal = np.array([-along[1], along[0]]) / np.hypot(*along)
+            for offset in (-4.0, 4.0):
+                column, row = geometry.to_px(*(middle + offset * normal))
+                assert labels[round(row), round(column)] == Tissue.MUSCLE, (zn, offset)
+    for zn in (0.30, 0.53):  # above the shoulders and below the scapulae's tips
+        assert body.wall(zn * body.height_mm).blades == []
+    scapular, pectoral = shoulder_girdle(0.42, np.array([0.0, 0.75, 2.35, math.pi]))
+    assert scapular.argmax() == 2 and pectoral.argmax() == 1  # round the scapula; in front
+
+
+def test_the_kidneys_are_drawn_whole_in_front_of_the_back_muscles() -> None:
+    """Version 11 drew the paraspinal muscles after the kidneys, over the back half of each: a small lump
+    beside the spine where real slices show the whole kidney."""
+    import cv2
+
+    from deeplesion.synth.anatomy import ORGANS
+
+    geometry = SliceGeometry(512, 0.78, -1024.0)
+    kidney_labels = [Tissue.KIDNEY, Tissue.RENAL_MEDULLA, Tissue.RENAL_SINUS, Tissue.URINE, Tissue.VEIN]
+    for seed in (1, 2, 3, 4):
+        body = random_body(np.random.default_rng(seed))
+        for name in ("kidney_R", "kidney_L"):
+            z = ORGANS[name][1][1][0] * body.height_mm  # the kidney's widest height
+            section = body.organ(name, z)
+            assert section is not None
+            labels = render_labels(body, geometry, z)
+            mask = np.zeros_like(labels)
+            cv2.fillPoly(mask, [np.rint(geometry.points_to_px(section.polygon())).astype(np.int32)], 1)
+            shown = np.isin(labels[mask > 0], kidney_labels).mean()
+            assert shown > 0.9, (seed, name, shown)  # aorta, IVC and spine may cover a corner
 
 
 def test_pelvis_has_bone_at_every_height_and_the_iliac_wings_open_forward() -> None:

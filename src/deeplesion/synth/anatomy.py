@@ -61,6 +61,7 @@ class Tissue(IntEnum):
     GLAND = 29
     BOWEL_FLUID = 30
     STOOL = 31
+    RIB_MARROW = 32
 
 
 PHASES = ("non-contrast", "arterial", "venous")
@@ -105,6 +106,8 @@ TISSUE_HU: dict[Tissue, tuple[float, float, float, float]] = {
     Tissue.PELVIC_ORGAN: (40.0, 75.0, 85.0, 9.0),  # uterus or prostate, behind the bladder
     Tissue.GLAND: (25.0, 32.0, 38.0, 14.0),  # fibroglandular breast tissue
     Tissue.STOOL: (-15.0, -15.0, -15.0, 45.0),  # colon content: soft matter mottled with gas, never opacified
+    # the fatty marrow of adult ribs and scapulae: 0-50 HU inside a thin cortex in patient 1's 1 mm slices
+    Tissue.RIB_MARROW: (35.0, 38.0, 40.0, 20.0),
 }
 ORAL_CONTRAST_HU = 260.0  # bowel content in a study with positive oral contrast
 
@@ -439,11 +442,47 @@ class Wall:
         (N, 2) outline of the muscle layer, mm: inside it and outside the cavity is muscle.
     planes
         Polylines (M_i, 2) mm of the fat planes between muscle layers (pectoral and intercostal muscles,
-        the three flank muscles).
+        the three flank muscles, the chest wall and the shoulder-girdle muscles on it).
+    blades
+        Polylines (K_i, 2) mm of the scapular blades, lateral end last (none outside zn 0.34-0.50).
+    inner
+        (N, 2) where the wall begins, mm (:func:`chest_wall_start` along rays from the cavity's centre
+        through its outline's vertices): the ribs lie just outside it.
     """
 
     outer: Array
     planes: list[Array]
+    blades: list[Array] = field(default_factory=list)
+    inner: Array = field(default_factory=lambda: np.zeros((0, 2)))
+
+
+def smooth_step(value: float, low: float, high: float) -> float:
+    """0 below ``low``, 1 above ``high``, a smooth cubic step between (neighbouring slices agree)."""
+    t = min(max((value - low) / (high - low), 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def smooth_window(zn: float, rise: tuple[float, float], fall: tuple[float, float]) -> float:
+    """1 between ``rise[1]`` and ``fall[0]``, 0 outside ``rise[0]``-``fall[1]``, smooth steps between."""
+    return smooth_step(zn, *rise) * (1.0 - smooth_step(zn, *fall))
+
+
+SCAPULA_PHI = 2.35
+"""Angle of the scapula's middle round the chest from the front midline (radians; pi is the back)."""
+SCAPULA_WIDTH_MM = 75.0
+"""How far a scapular blade reaches round the chest wall from its lateral border at its widest, mm."""
+
+
+def shoulder_girdle(zn: float, phi: Array) -> tuple[Array, Array]:
+    """How much of the subcutaneous fat the shoulder-girdle muscles take over the upper chest, at angles
+    ``phi`` (N,) round the body from the front midline (radians, either side): (N,) shares in [0, 1] for
+    the muscles round the scapula (subscapularis in front of it, infraspinatus and teres behind,
+    latissimus; zn 0.34-0.51, widest at 0.37-0.46) and for the pectoral muscles (zn 0.34-0.50)."""
+    scapular = (
+        0.85 * smooth_window(zn, (0.335, 0.365), (0.465, 0.51)) * np.exp(-(((phi - SCAPULA_PHI) / 0.45) ** 2))
+    )
+    pectoral = 0.6 * smooth_window(zn, (0.34, 0.365), (0.44, 0.50)) * np.exp(-(((phi - 0.75) / 0.4) ** 2))
+    return np.asarray(scapular), np.asarray(pectoral)
 
 
 @dataclass(frozen=True)
@@ -483,8 +522,9 @@ class Body:
         How far the breasts stand out from the chest wall, mm (0: none; the release gives women 12-40).
     ribs
         (2 * RIB_LEVELS, 5) one row per rib (right side's 12, then the left's): offset of its start height
-        (mm), of its arc outside the cavity (mm), its thickness in the slice plane (mm), half its height
-        along z (mm), and a factor on how far it descends from back to front.
+        (mm), a draw of 3-10 that sets its gap from the cavity (0-2 mm more than the phantom's
+        ``RIB_DEPTH_MM``), its thickness (mm; drawn 0.75 times as wide in the slice plane), half its
+        height along z (mm), and a factor on how far it descends from back to front.
     back_power
         Exponent of the skin outline's back half (:attr:`Section.back_power`): above 2 the back lies flat
         on the table (random bodies: 2.3-2.8).
@@ -538,21 +578,24 @@ class Body:
         inner_a, inner_b = outer.a - self.fat_thickness(z) - 2.0, outer.b - 0.8 * self.fat_thickness(z) - 2.0
         return Section(0.0, -0.04 * outer.b, inner_a * keys[2], inner_b * keys[2], 0.0, outer.harmonics * 0.4)
 
-    def wall(self, z: float) -> Wall:
+    def wall(self, z: float, lungs: dict[float, Array] | None = None) -> Wall:
         """The body wall's muscles at height ``z``: over the chest, all the room between the cavity and the
         subcutaneous fat (pectoral, intercostal and back muscles); over the abdomen and pelvis, layers of
         typical thickness (rectus muscles either side of the front midline, three thin flank muscles, the
-        back muscles), which leave more of the room to fat."""
+        back muscles), which leave more of the room to fat. ``lungs``: :func:`drawn_lungs` at ``z`` when the
+        caller has them."""
         keys = self._body_keys(z)
         outer = self._outline(z, keys)
         fat = self.fat_thickness(z)
         cavity = self.cavity(z)
         inner = cavity.polygon()
-        direction = inner - np.array([cavity.cx, cavity.cy])
-        direction /= np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-9)[:, None]
-
         centre = np.array([cavity.cx, cavity.cy])
-        start = np.hypot(*(inner - centre).T)
+        direction = inner - centre
+        direction /= np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-9)[:, None]
+        # the wall starts where the lungs end when their posterior recesses reach past the cavity (version
+        # 12: the wall's muscles lay under the lungs there, which then touched the subcutaneous fat)
+        start = chest_wall_start(cavity, direction, drawn_lungs(self, z) if lungs is None else lungs)
+        inner = centre + start[:, None] * direction
 
         def room(limit: Section) -> Array:
             """How far each cavity vertex can move outward and stay inside ``limit``, mm."""
@@ -572,16 +615,46 @@ class Body:
         skin = room(
             Section(0.0, 0.0, outer.a - 2.0 - 0.35 * fat, outer.b - 2.0 - 0.3 * fat, 0.0, wobble, flat)
         )
-        abdomen = min(max((self.zn(z) - 0.50) / 0.08, 0.0), 1.0)
+        zn = self.zn(z)
+        # the chest wall holds the ribs (RIB_DEPTH_MM outside the cavity) and the intercostal and
+        # serratus muscles over them, at least 12 mm wherever the skin leaves room (version 12: with thick
+        # subcutaneous fat the band was thinner than the ribs, which then lay in the fat)
+        under_skin = room(Section(0.0, 0.0, outer.a - 6.0, outer.b - 6.0, 0.0, wobble, flat))
+        chest = np.maximum(chest, np.minimum(12.0, under_skin))
+        # over the upper chest the shoulder-girdle and pectoral muscles replace much of the fat
+        scapular, pectoral = shoulder_girdle(zn, phi)
+        extra = np.maximum(under_skin - chest, 0.0)
+        bare = chest
+        chest = chest + np.minimum(scapular + pectoral, 0.9) * extra
+        abdomen = min(max((zn - 0.50) / 0.08, 0.0), 1.0)
         thickness = (1.0 - abdomen) * chest + abdomen * np.minimum(typical, skin)
+        # the lowest ribs and the costal margin stay covered down to zn 0.58, then the floor fades
+        thickness = np.maximum(thickness, (1.0 - smooth_step(zn, 0.58, 0.64)) * np.minimum(12.0, under_skin))
         # below the iliac crests the flank and back muscles end (version 9): at the hips only the lower
         # rectus is left in front, and the hip and gluteal muscles take the sides and back
-        hips = min(max((self.zn(z) - 0.79) / 0.05, 0.0), 1.0)
+        hips = min(max((zn - 0.79) / 0.05, 0.0), 1.0)
         thickness *= 1.0 - hips * np.clip((phi - 0.45) / 0.3, 0.0, 1.0)
         planes = []
+        blades = []
         order = np.argsort(phi)
         for side in (-1.0, 1.0):
             half = order[direction[order, 0] * side > 0]
+            girdle = half[scapular[half] > 0.15]
+            if len(girdle) >= 2:  # the fat plane between the chest wall and the scapular muscles
+                planes.append(inner[girdle] + bare[girdle, None] * direction[girdle])
+            # the scapula: a thin blade in the muscles behind the chest wall, leaving it toward the armpit
+            # (its medial end a quarter of the way out, its lateral end two thirds)
+            blade = half[scapular[half] > 0.5]
+            if len(blade) >= 2:
+                # phi ascends from the front, so the lateral end is the first vertex; from there the blade
+                # reaches SCAPULA_WIDTH_MM round the wall, less toward its lower tip
+                along = np.r_[0.0, np.cumsum(np.hypot(*np.diff(inner[blade], axis=0).T))]
+                width = SCAPULA_WIDTH_MM * float(np.interp(zn, (0.40, 0.49), (1.0, 0.35)))
+                blade = blade[along <= max(width, along[1])]
+                ends = blade[[-1, len(blade) // 2, 0]]
+                share = np.array([0.25, 0.45, 0.65])
+                blade_depth = bare[ends] + share * (thickness[ends] - bare[ends])
+                blades.append(inner[ends] + blade_depth[:, None] * direction[ends])
             if abdomen > 0.0:
                 lateral = half[(phi[half] > 0.75) & (phi[half] < 2.0)]
                 for depth in (0.35, 0.68):
@@ -589,7 +662,7 @@ class Body:
             if abdomen < 1.0:
                 front = half[phi[half] < 1.3]
                 planes.append(inner[front] + (0.55 * thickness[front])[:, None] * direction[front])
-        return Wall(inner + thickness[:, None] * direction, [p for p in planes if len(p) >= 2])
+        return Wall(inner + thickness[:, None] * direction, [p for p in planes if len(p) >= 2], blades, inner)
 
     def organ(self, name: str, z: float) -> Section | None:
         """Cross-section of organ ``name`` (a key of :data:`ORGANS`) at height ``z``; None outside it."""
@@ -699,6 +772,29 @@ def lung_outline(lung: Section, cavity: Section) -> npt.NDArray[np.float64]:
     weight *= np.clip(facing / 0.3, 0.0, 1.0)
     reach = np.maximum(distance, distance + weight * (edge - distance))
     return np.asarray(centre + directions * reach[:, None], dtype=np.float64)
+
+
+def drawn_lungs(body: Body, z: float) -> dict[float, Array]:
+    """The lungs as drawn at height ``z`` (:func:`lung_outline`): side (-1 right, +1 left) -> (N, 2)
+    outline, mm; a side without lung at that height is left out."""
+    cavity = body.cavity(z)
+    outlines = {}
+    for side, name in ((-1.0, "lung_R"), (1.0, "lung_L")):
+        section = body.organ(name, z)
+        if section is not None:
+            outlines[side] = lung_outline(section, cavity)
+    return outlines
+
+
+def chest_wall_start(cavity: Section, directions: Array, lungs: dict[float, Array]) -> Array:
+    """(N,) how far from the cavity's centre, along each of the (N, 2) unit ``directions``, the body wall
+    begins, mm: at the cavity's edge or, where a lung's drawn outline (``lungs``, :func:`drawn_lungs`)
+    reaches beyond it (the posterior recesses at the bases), at the lung's edge."""
+    centre = np.array([cavity.cx, cavity.cy])
+    start = ray_exit(centre, directions, cavity.polygon())
+    for outline in lungs.values():
+        start = np.maximum(start, ray_exit(centre, directions, outline))
+    return start
 
 
 LUNG_VESSEL_TARGETS = 1800
@@ -1119,11 +1215,8 @@ def in_drawn_lungs(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.b
     """(N,) whether the points (x, y) mm at height ``z`` lie in a lung as it is drawn (:func:`lung_outline`,
     which reaches the chest wall beyond the lung's section)."""
     inside = np.zeros(np.shape(x), dtype=bool)
-    cavity = body.cavity(z)
-    for name in ("lung_R", "lung_L"):
-        section = body.organ(name, z)
-        if section is not None:
-            inside |= polygon_contains(lung_outline(section, cavity), x, y)
+    for outline in drawn_lungs(body, z).values():
+        inside |= polygon_contains(outline, x, y)
     return inside
 
 

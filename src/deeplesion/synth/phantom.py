@@ -32,13 +32,15 @@ from deeplesion.synth.anatomy import (
     Loop,
     Section,
     Tissue,
+    Wall,
     bone_sections,
+    drawn_lungs,
     femoral_heads,
     hilum_opening,
-    lung_outline,
     pelvic_wings,
     polygon_contains,
     sacrum_parts,
+    smooth_step,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -540,13 +542,14 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
         canvas.section(breast, Tissue.FAT, inset_mm=2.0)
         gland = Section(breast.cx, breast.cy + 0.15 * breast.b, 0.55 * breast.a, 0.5 * breast.b, breast.angle)
         canvas.section(gland, Tissue.GLAND)
-    wall = body.wall(z)
+    lungs = drawn_lungs(body, z)
+    wall = body.wall(z, lungs)
     canvas.polygon(wall.outer, Tissue.MUSCLE)
     for plane in wall.planes:
         canvas.line(plane, 1.0, Tissue.FAT)  # thin: a faint seam after the blur, as on real CT
     if zn > 0.52:  # the linea alba: a fat seam between the two rectus muscles
         canvas.line(np.array([[0.0, cavity.cy], [0.0, -outline.b]]), 2.5, Tissue.FAT)
-    _draw_shoulders(canvas, outline, zn)
+    _draw_shoulders(canvas, outline, wall, zn)
     canvas.section(cavity, Tissue.VISCERAL_FAT)
     _draw_mesenteric_vessels(canvas, body, z, cavity)
     for name in (
@@ -560,7 +563,7 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
         canvas.section(body.organ(name, z), Tissue.MUSCLE)
     _draw_bowel(canvas, body, z, cavity)
     _draw_abdomen(canvas, body, z)
-    _draw_chest(canvas, body, z, zn)
+    _draw_chest(canvas, body, z, lungs)
     # behind the spine, over the lungs' and kidneys' back edges (the ribs and their muscles are there)
     for name in ("paraspinal_R", "paraspinal_L"):
         muscle = body.organ(name, z)
@@ -572,6 +575,7 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
             bulge = np.array([side * 0.12 * muscle.a, 0.0])  # bowed outward, not a ruled line
             seam = np.array([start, start + 0.5 * step + bulge, start + step])
             canvas.line(seam, 1.0, Tissue.FAT)
+    _draw_kidneys(canvas, body, z)
     for name in (
         "aorta_ascending",
         "aorta_arch",
@@ -588,7 +592,7 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
         if tube is not None:
             canvas.circle(*tube, VESSELS[name][0])
     _draw_airways(canvas, body, z)
-    _draw_bones(canvas, body, z, zn, cavity)
+    _draw_bones(canvas, body, z, zn, cavity, wall)
     return labels
 
 
@@ -625,16 +629,14 @@ def _draw_table(canvas: Canvas, outline: Section, geometry: SliceGeometry) -> No
         canvas.line(np.column_stack([xs * cos + ys * sin, -xs * sin + ys * cos]), 2.5, Tissue.TABLE)
 
 
-def _draw_shoulders(canvas: Canvas, outline: Section, zn: float) -> None:
-    """Scapulae and humeral heads at the top of the chest."""
-    if 0.335 <= zn <= 0.47:
-        grow = math.sin(math.pi * (zn - 0.335) / 0.135)
-        for side in (-1.0, 1.0):
-            start = (side * 0.30 * outline.a, 0.78 * outline.b)
-            end = (side * (0.30 + 0.42 * grow) * outline.a, (0.78 - 0.28 * grow) * outline.b)
-            points = np.array([start, end])
-            canvas.line(points, 7.0, Tissue.CORTICAL)
-            canvas.line(points, 3.0, Tissue.TRABECULAR)
+def _draw_shoulders(canvas: Canvas, outline: Section, wall: Wall, zn: float) -> None:
+    """The scapulae (thin blades in the muscles behind the chest wall, thicker at their lateral border)
+    and the humeral heads at the top of the chest."""
+    for blade in wall.blades:
+        canvas.line(blade, 1.5, Tissue.CORTICAL)
+        x, y = float(blade[-1, 0]), float(blade[-1, 1])
+        canvas.circle(x, y, 4.0, Tissue.CORTICAL)  # the lateral border and the neck of the glenoid
+        canvas.circle(x, y, 2.5, Tissue.RIB_MARROW)
     if 0.33 <= zn <= 0.37:
         radius = 24.0 * math.sin(math.pi * (zn - 0.33) / 0.04)
         for side in (-1.0, 1.0):
@@ -651,8 +653,7 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     zn = body.zn(z)
     # the ascending and descending colon leave the flanks below the kidneys for the iliac fossae, in front
     # of and inside the iliac wings (zn 0.64-0.74; a smooth step, so that neighbouring slices agree)
-    fossa = min(max((zn - 0.64) / 0.10, 0.0), 1.0)
-    fossa = fossa * fossa * (3.0 - 2.0 * fossa)
+    fossa = smooth_step(zn, 0.64, 0.74)
     for loop in body.loops:
         t = (z - loop.z_mid) / loop.half_length
         if abs(t) >= 1.0:
@@ -752,12 +753,6 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
     canvas.section(body.organ("gallbladder", z), Tissue.BILE)
     canvas.section(body.organ("spleen", z), Tissue.SPLEEN)
     canvas.section(body.organ("pancreas", z), Tissue.PANCREAS)
-    for name in ("kidney_R", "kidney_L"):
-        kidney = body.organ(name, z)
-        if kidney is not None:
-            canvas.section(kidney, Tissue.KIDNEY)
-            _draw_pyramids(canvas, kidney)
-            _draw_renal_hilum(canvas, body, kidney, hilum_opening(body, name, z), z)
     bladder = body.organ("bladder", z)
     if bladder is not None:
         # the uterus or prostate sits behind the bladder, between it and the rectum
@@ -765,6 +760,18 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
         canvas.section(behind, Tissue.PELVIC_ORGAN)
         canvas.section(bladder, Tissue.BOWEL_WALL)
         canvas.section(bladder, Tissue.URINE, inset_mm=2.5)
+
+
+def _draw_kidneys(canvas: Canvas, body: Body, z: float) -> None:
+    """The kidneys, over the back muscles (version 12: the paraspinal muscles, drawn after the organs,
+    hid the back half of each kidney, which showed as a small lump beside the spine; kidney lesions are
+    placed in the part outside those muscles, which is drawn either way)."""
+    for name in ("kidney_R", "kidney_L"):
+        kidney = body.organ(name, z)
+        if kidney is not None:
+            canvas.section(kidney, Tissue.KIDNEY)
+            _draw_pyramids(canvas, kidney)
+            _draw_renal_hilum(canvas, body, kidney, hilum_opening(body, name, z), z)
 
 
 def _draw_mesenteric_vessels(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
@@ -846,13 +853,8 @@ def _draw_pyramids(canvas: Canvas, kidney: Section) -> None:
         )
 
 
-def _draw_chest(canvas: Canvas, body: Body, z: float, zn: float) -> None:
-    cavity = body.cavity(z)
-    for side, name in ((-1.0, "lung_R"), (1.0, "lung_L")):
-        lung = body.organ(name, z)
-        if lung is None:
-            continue
-        outline = lung_outline(lung, cavity)
+def _draw_chest(canvas: Canvas, body: Body, z: float, lungs: dict[float, npt.NDArray[np.float64]]) -> None:
+    for side, outline in lungs.items():
         canvas.polygon(outline, Tissue.LUNG)
         _draw_lung_vessels(canvas, _vessels_near(body.vessels, side, z), z, outline)
     heart = body.organ("heart", z)
@@ -911,11 +913,18 @@ def _draw_airways(canvas: Canvas, body: Body, z: float) -> None:
             canvas.circle(*tube, Tissue.AIRWAY)
 
 
-def _draw_bones(canvas: Canvas, body: Body, z: float, zn: float, cavity: Section) -> None:
+def _draw_bones(
+    canvas: Canvas,
+    body: Body,
+    z: float,
+    zn: float,
+    cavity: Section,
+    wall: Wall,
+) -> None:
     spine = body.spine(z)
     if spine is not None:
         _draw_vertebra(canvas, *spine, z, zn)
-    _draw_ribs(canvas, body, z, cavity)
+    _draw_ribs(canvas, body, z, cavity, wall)
     wings = pelvic_wings(body, z)
     for part in wings:  # the iliacus muscle lines each iliac wing's inner (front, medial) face
         gap = part.b + 5.0
@@ -1030,13 +1039,27 @@ def _draw_hip(canvas: Canvas, x: float, y: float, radius: float, zn: float) -> N
     canvas.circle(x, y, radius - 1.5, Tissue.TRABECULAR)
 
 
-def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
+RIB_DEPTH_MM = 1.0
+"""Gap between where the chest wall begins (:func:`~deeplesion.synth.anatomy.chest_wall_start`) and a
+rib's inner surface, mm, plus up to 2 mm per rib (:attr:`Body.ribs`): the ribs lie on the pleura, the
+intercostal muscles between them."""
+
+
+def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section, wall: Wall) -> None:
     """Twelve ribs per side, each a curve that descends from the spine to the front: an axial slice cuts
     each rib where the curve passes within half the rib's height of the slice, so a few segments show
     around the chest wall, longer where the rib runs flat. Each rib has its own start, depth in the wall,
-    thickness, height and descent (:attr:`Body.ribs`); cortex around marrow."""
+    thickness, height and descent (:attr:`Body.ribs`); a thin cortex round fatty marrow, just outside where
+    the chest wall begins (version 12: 1.5 mm of cortex round trabecular bone, up to 10 mm out, drew white
+    bars that lay in the fat behind the back and left pockets of lung beside their ends)."""
     phi = np.linspace(0.15, 0.95 * math.pi, 64)
     sin, cos, course = np.sin(phi), np.cos(phi), (phi / math.pi) ** 1.4  # shared by all 24 ribs
+    centre = np.array([cavity.cx, cavity.cy])
+    # where the wall begins, as a function of the angle round the cavity's centre (periodic)
+    offset_from_centre = wall.inner - centre
+    wall_angle = np.arctan2(offset_from_centre[:, 1], offset_from_centre[:, 0])
+    wall_reach = np.hypot(offset_from_centre[:, 0], offset_from_centre[:, 1])
+    walls: dict[float, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
     for level in range(RIB_LEVELS):
         end = 0.85 if level < 7 else 0.72 - 0.05 * (level - 7)
         for index, side in enumerate((1.0, -1.0)):
@@ -1049,19 +1072,22 @@ def _draw_ribs(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             hit = np.abs(z0 + drop * course - z) < half_height
             if not hit.any():
                 continue
-            # the arc leaves the spine close to the cavity and sits deeper in the wall at the sides
-            # (never less than half its thickness plus 1.5 mm: the rib stays outside the lungs)
-            depth = np.maximum(offset * (0.6 + 0.4 * sin), 0.5 * thickness + 1.5)
-            xs = side * (cavity.a + depth) * sin
-            ys = cavity.cy + (cavity.b + depth) * cos
-            points = np.column_stack([xs, ys])
+            if side not in walls:  # toward the cavity's edge at the ribs' angles, and where the wall begins
+                directions = np.column_stack([side * cavity.a * sin, cavity.b * cos])
+                directions /= np.hypot(directions[:, 0], directions[:, 1])[:, None]
+                angle = np.arctan2(directions[:, 1], directions[:, 0])
+                walls[side] = directions, np.interp(angle, wall_angle, wall_reach, period=2.0 * math.pi)
+            directions, reach = walls[side]
+            width = 0.75 * thickness  # 4.5-7 mm across in the slice's plane, as real ribs
+            depth = 0.5 * width + RIB_DEPTH_MM + 2.0 * min(max((offset - 3.0) / 7.0, 0.0), 1.0)
+            points = centre + directions * (reach + depth)[:, None]
             bone = hit & (phi <= end * math.pi)
             cartilage = hit & (phi > end * math.pi) & (level < 7)
             if cartilage.any():
-                canvas.line(points[cartilage], 0.8 * thickness, Tissue.CARTILAGE)
+                canvas.line(points[cartilage], 0.8 * width, Tissue.CARTILAGE)
             if bone.any():
-                canvas.line(points[bone], thickness, Tissue.CORTICAL)
-                canvas.line(points[bone], thickness - 3.0, Tissue.TRABECULAR)
+                canvas.line(points[bone], width, Tissue.CORTICAL)
+                canvas.line(points[bone], width - 2.5, Tissue.RIB_MARROW)
 
 
 __all__ = [

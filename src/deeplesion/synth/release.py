@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 11
+GENERATOR_VERSION = 12
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -121,7 +121,15 @@ per 100 cm^2, real slices 3.1% in 32; now 5.7% in 33, ``deeplesion.synth.realism
 descending aorta, the IVC and the oesophagus lie beside the vertebral body (the aorta's keyframes put it
 over the bone, which hid it from the mid-chest down); 35 more small-bowel loops between the organs of the
 upper abdomen (zn 0.585-0.66, where the cavity was mostly fat); the renal sinus opens toward the midline
-at the hilum, with the renal pelvis and the renal vein (an ellipse inside the kidney drew a ring).
+at the hilum, with the renal pelvis and the renal vein (an ellipse inside the kidney drew a ring);
+12: the same plans, rows and lesions, other images: ribs are thin rings of cortex round fatty marrow,
+lying on the lungs (1.5 mm of cortex round trabecular bone, up to 10 mm out from the cavity, drew white
+bars that lay in the fat behind the back, with pockets of lung beside their ends); the chest wall is at
+least 12 mm of muscle; over the upper chest the shoulder-girdle muscles round the scapulae and the
+pectoral muscles replace most of the subcutaneous fat, and each scapula is a thin blade in them (a
+7 mm bar along the back before); where the lungs' posterior recesses reach past the cavity the wall
+begins at the lung (the lung touched the subcutaneous fat there); the kidneys are drawn over the back
+muscles (which hid the back half of each kidney).
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
