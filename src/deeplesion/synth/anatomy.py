@@ -579,11 +579,13 @@ class Body:
         return Section(0.0, -0.04 * outer.b, inner_a * keys[2], inner_b * keys[2], 0.0, outer.harmonics * 0.4)
 
     def wall(self, z: float, lungs: dict[float, Array] | None = None) -> Wall:
-        """The body wall's muscles at height ``z``: over the chest, all the room between the cavity and the
-        subcutaneous fat (pectoral, intercostal and back muscles); over the abdomen and pelvis, layers of
-        typical thickness (rectus muscles either side of the front midline, three thin flank muscles, the
-        back muscles), which leave more of the room to fat. ``lungs``: :func:`drawn_lungs` at ``z`` when the
-        caller has them."""
+        """The body wall's muscles at height ``z``, from where the wall begins (:func:`chest_wall_start`):
+        over the chest, all the room between the cavity and the subcutaneous fat (pectoral, intercostal and
+        back muscles), at least 12 mm, and over the upper chest the shoulder-girdle and pectoral muscles
+        in much of the fat (:func:`shoulder_girdle`, with the scapulae); over the abdomen and pelvis,
+        layers of typical thickness (rectus muscles either side of the front midline, three thin flank
+        muscles, the back muscles), which leave more of the room to fat. ``lungs``: :func:`drawn_lungs` at
+        ``z`` when the caller has them."""
         keys = self._body_keys(z)
         outer = self._outline(z, keys)
         fat = self.fat_thickness(z)
