@@ -129,7 +129,9 @@ def abdomen_slice() -> tuple[np.ndarray, np.ndarray]:
     body = random_body(rng)
     geometry = SliceGeometry(512, 0.78, -1024.0, (0.02, 6.0, -4.0))
     series = make_series(geometry, StudyLook(phase=2, noise_hu=10.0), 5.0, [], rng)
-    z = 0.615 * body.height_mm
+    # version 13: at zn 0.615 this body's left kidney is its upper pole, mostly pyramids (with fewer than 50
+    # core pixels of cortex); at 0.62 every tissue below has a core, the vertebra's away from a disc
+    z = 0.62 * body.height_mm
     return render_labels(body, geometry, z), render_slice(body, series, z, rng)
 
 
@@ -448,7 +450,7 @@ def test_the_kidneys_are_drawn_whole_in_front_of_the_back_muscles() -> None:
     for seed in (1, 2, 3, 4):
         body = random_body(np.random.default_rng(seed))
         for name in ("kidney_R", "kidney_L"):
-            z = ORGANS[name][1][1][0] * body.height_mm  # the kidney's widest height
+            z = max(ORGANS[name][1], key=lambda key: key[3])[0] * body.height_mm  # the kidney's widest height
             section = body.organ(name, z)
             assert section is not None
             labels = render_labels(body, geometry, z)
@@ -777,6 +779,60 @@ def test_no_other_lesion_region_reaches_into_the_drawn_lungs() -> None:
     assert checked > 25_000
 
 
+def test_every_lesion_region_shows_its_own_organ_where_it_is_drawn() -> None:
+    """A lesion is painted over the rendered slice wherever its region puts it, so each region must lie
+    where the phantom's drawing order leaves its organ visible. Version 12's liver section covered part
+    of the vertebral body and the spinal canal (bone drawn over it: a liver lesion could sit in the spine),
+    and the pelvic region held the femoral heads and the muscles round them (thousands of pixels a slice);
+    version 13 draws the organs under the diaphragm over the lung bases and the heart over both, which the
+    lung, liver and mediastinum regions follow. Checked pixel by pixel, 2 px inside each region's edge
+    (rasterising vs. the exact point test)."""
+    import cv2
+
+    from deeplesion.synth.anatomy import region_mask
+
+    vessels = {Tissue.ARTERY, Tissue.VEIN}
+    allowed = {
+        # the tubes and the airways are drawn over everything; lung lesions touch them as real ones do
+        "lung": {Tissue.LUNG, Tissue.LUNG_VESSEL, Tissue.AIRWAY, Tissue.CARTILAGE, Tissue.MUSCLE, *vessels},
+        "liver": {Tissue.LIVER, *vessels},
+        "kidney": {Tissue.KIDNEY, Tissue.RENAL_MEDULLA, Tissue.RENAL_SINUS, Tissue.URINE, *vessels},
+    }
+    organs = {
+        Tissue.LUNG,
+        Tissue.LIVER,
+        Tissue.KIDNEY,
+        Tissue.RENAL_MEDULLA,
+        Tissue.MYOCARDIUM,
+        Tissue.CORTICAL,
+        Tissue.TRABECULAR,
+        Tissue.DISC,
+        Tissue.CSF,
+    }
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    rows, cols = np.mgrid[0:512, 0:512].astype(np.float64)
+    xs, ys = geometry.to_body(cols.ravel(), rows.ravel())
+    seen: Counter[str] = Counter()
+    for seed in (3, 29):
+        body = random_body(np.random.default_rng(seed))
+        for zn in (0.53, 0.56, 0.60, 0.64, 0.70, 0.78, 0.84):
+            z = zn * body.height_mm
+            labels = render_labels(body, geometry, z)
+            for region in ("lung", "liver", "kidney", "mediastinum", "abdomen", "pelvis"):
+                mask = region_mask(body, region, xs, ys, z).reshape(512, 512).astype(np.uint8)
+                inner = cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(bool)
+                shown = Counter(Tissue(t) for t in labels[inner])
+                if region in allowed:
+                    wrong = {t: n for t, n in shown.items() if t not in allowed[region]}
+                else:  # the cavity regions: fat, bowel, the organs of the type, vessels; not another's organ
+                    # (nor, below the diaphragm, the psoas, iliacus, gluteal and hip muscles)
+                    forbidden = organs if region == "mediastinum" else {*organs, Tissue.MUSCLE}
+                    wrong = {t: n for t, n in shown.items() if t in forbidden}
+                assert not wrong, (seed, zn, region, wrong)
+                seen[region] += inner.sum()
+    assert min(seen.values()) > 2000, seen
+
+
 def synthetic_lung_vessels() -> npt.NDArray[np.float64]:
     """(N, 2) :func:`lung_vessels` of 4 random bodies' chest slices (5 mm, noise as a study's)."""
     from deeplesion.synth.realism import lung_vessels
@@ -844,3 +900,19 @@ def test_lung_vessels_of_the_real_slices() -> None:
     share, cuts = np.median(measured, axis=0)
     assert 0.02 < share < 0.045, share
     assert 20.0 < cuts < 45.0, cuts
+
+
+def test_the_gas_cap_is_the_lumen_in_front_of_the_level() -> None:
+    """Version 12 moved the lumen's vertices behind the air-fluid level onto it, which drew a line of gas
+    along the level out to the lumen's widest point, through the bowel wall."""
+    from deeplesion.synth.anatomy import Section, polygon_contains
+    from deeplesion.synth.phantom import gas_cap
+
+    lumen = Section(0.0, 0.0, 10.0, 10.0).polygon()
+    cap = gas_cap(lumen, -6.0)  # gas 4 mm deep in a 20 mm lumen
+    assert cap[:, 1].max() == pytest.approx(-6.0)
+    assert np.abs(cap[:, 0]).max() <= 8.0 + 1e-9  # the chord's half-width at y = -6 is 8 mm, not 10
+    x, y = np.random.default_rng(0).uniform(-10.0, 10.0, (2, 20_000))
+    segment = (x * x + y * y <= 9.5**2) & (y <= -6.0)  # a circle segment, within the polygon's facets
+    assert polygon_contains(cap, x, y)[segment].all()
+    assert not polygon_contains(cap, x, y)[y > -5.99].any()

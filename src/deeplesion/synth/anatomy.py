@@ -243,8 +243,8 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
         [
             (0.45, 0.05, -0.30, 0.10, 0.10),
             (0.48, 0.12, -0.25, 0.38, 0.42),
-            (0.545, 0.15, -0.22, 0.42, 0.46),
-            (0.57, 0.18, -0.25, 0.12, 0.12),
+            (0.535, 0.15, -0.22, 0.42, 0.46),
+            (0.558, 0.18, -0.25, 0.12, 0.12),
         ],
         -30.0,
         0.05,
@@ -252,24 +252,38 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     "liver": (
         Tissue.LIVER,
         [
-            (0.53, -0.50, 0.05, 0.10, 0.15),
-            (0.555, -0.38, 0.02, 0.52, 0.70),
+            (0.515, -0.45, 0.0, 0.10, 0.14),
+            (0.535, -0.42, 0.0, 0.42, 0.58),
+            (0.56, -0.32, 0.02, 0.60, 0.76),
             (0.60, -0.28, 0.05, 0.66, 0.78),
-            (0.64, -0.45, 0.12, 0.45, 0.62),
-            (0.68, -0.58, 0.22, 0.14, 0.22),
+            (0.64, -0.46, 0.12, 0.45, 0.63),
+            (0.665, -0.53, 0.16, 0.32, 0.50),
+            (0.69, -0.60, 0.22, 0.12, 0.20),
         ],
         10.0,
         0.07,
     ),
     "spleen": (
         Tissue.SPLEEN,
-        [(0.555, 0.62, 0.40, 0.08, 0.12), (0.585, 0.60, 0.35, 0.20, 0.34), (0.635, 0.62, 0.30, 0.06, 0.10)],
+        [
+            (0.545, 0.62, 0.42, 0.10, 0.07),
+            (0.565, 0.62, 0.38, 0.28, 0.19),
+            (0.60, 0.62, 0.36, 0.32, 0.21),
+            (0.635, 0.66, 0.32, 0.14, 0.10),
+            (0.65, 0.68, 0.30, 0.05, 0.04),
+        ],
         -40.0,
         0.08,
     ),
     "stomach": (
         Tissue.BOWEL_WALL,
-        [(0.55, 0.32, -0.05, 0.10, 0.10), (0.57, 0.32, -0.22, 0.30, 0.30), (0.625, 0.22, -0.40, 0.08, 0.10)],
+        [
+            (0.535, 0.38, 0.05, 0.12, 0.12),
+            (0.56, 0.34, -0.05, 0.32, 0.36),
+            (0.60, 0.28, -0.22, 0.34, 0.36),
+            (0.635, 0.12, -0.42, 0.28, 0.16),
+            (0.655, 0.0, -0.50, 0.08, 0.06),
+        ],
         20.0,
         0.10,
     ),
@@ -277,7 +291,9 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
         Tissue.KIDNEY,
         [
             (0.612, -0.40, 0.50, 0.08, 0.12),
+            (0.625, -0.40, 0.49, 0.16, 0.22),
             (0.655, -0.40, 0.48, 0.22, 0.30),
+            (0.69, -0.39, 0.47, 0.16, 0.22),
             (0.705, -0.38, 0.46, 0.07, 0.10),
         ],
         -25.0,
@@ -285,13 +301,25 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     ),
     "kidney_L": (
         Tissue.KIDNEY,
-        [(0.602, 0.40, 0.50, 0.08, 0.12), (0.645, 0.40, 0.48, 0.22, 0.30), (0.695, 0.38, 0.46, 0.07, 0.10)],
+        [
+            (0.602, 0.40, 0.50, 0.08, 0.12),
+            (0.615, 0.40, 0.49, 0.16, 0.22),
+            (0.645, 0.40, 0.48, 0.22, 0.30),
+            (0.68, 0.39, 0.47, 0.16, 0.22),
+            (0.695, 0.38, 0.46, 0.07, 0.10),
+        ],
         25.0,
         0.04,
     ),
     "pancreas": (
         Tissue.PANCREAS,
-        [(0.605, 0.18, 0.12, 0.10, 0.06), (0.62, 0.12, 0.10, 0.40, 0.08), (0.64, -0.05, 0.05, 0.12, 0.07)],
+        [
+            (0.60, 0.42, 0.28, 0.10, 0.07),
+            (0.615, 0.24, 0.18, 0.32, 0.09),
+            (0.63, 0.05, 0.10, 0.32, 0.10),
+            (0.65, -0.14, 0.10, 0.15, 0.15),
+            (0.67, -0.16, 0.12, 0.06, 0.06),
+        ],
         -12.0,
         0.12,
     ),
@@ -337,14 +365,24 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     ),
     "gluteal_R": (
         Tissue.MUSCLE,
-        [(0.73, -0.62, 0.55, 0.10, 0.10), (0.80, -0.62, 0.55, 0.36, 0.34), (0.92, -0.60, 0.50, 0.36, 0.34)],
-        35.0,
+        [
+            (0.73, -0.52, 0.66, 0.12, 0.08),
+            (0.78, -0.48, 0.66, 0.40, 0.24),
+            (0.84, -0.42, 0.64, 0.50, 0.30),
+            (0.92, -0.40, 0.60, 0.46, 0.30),
+        ],
+        30.0,
         0.08,
     ),
     "gluteal_L": (
         Tissue.MUSCLE,
-        [(0.73, 0.62, 0.55, 0.10, 0.10), (0.80, 0.62, 0.55, 0.36, 0.34), (0.92, 0.60, 0.50, 0.36, 0.34)],
-        -35.0,
+        [
+            (0.73, 0.52, 0.66, 0.12, 0.08),
+            (0.78, 0.48, 0.66, 0.40, 0.24),
+            (0.84, 0.42, 0.64, 0.50, 0.30),
+            (0.92, 0.40, 0.60, 0.46, 0.30),
+        ],
+        -30.0,
         0.08,
     ),
     "obturator_R": (
@@ -504,11 +542,14 @@ class Body:
     organ_jitter
         Organ name -> (dx, dy, size factor, harmonics): this patient's deviation from the standard.
     loops
-        Bowel loops: 110 of small bowel, the ascending, descending and transverse colon, the sigmoid.
+        Bowel loops: 110 of small bowel, the ascending, descending and transverse colon, the sigmoid,
+        35 small-bowel loops of the upper abdomen, the duodenum's descending and horizontal parts.
     vessels
         (M, 9) lung vessels as straight 3D segments of a tree per lung (:func:`lung_vessel_tree`): side
         (-1 right, +1 left), start x, y, z and end x, y, z (mm, body frame), radius (mm), lowest height
         reached (mm); sorted by side, then by the lowest height.
+    stomach_gas
+        Share of the stomach's lumen, front to back, that holds gas over the air-fluid level (version 13).
     rib_phase
         Per-patient offset of the rib levels, zn.
     liver_vessels
@@ -545,6 +586,7 @@ class Body:
     breast_mm: float = 0.0
     ribs: Array = field(default_factory=lambda: _standard_ribs(), repr=False)
     back_power: float = 2.0
+    stomach_gas: float = 0.2
 
     def zn(self, z: float) -> float:
         """Normalized height of ``z`` mm."""
@@ -1042,6 +1084,8 @@ def random_body(rng: np.random.Generator) -> Body:
     # version 9: the back is flattened on the table (a superellipse's half; real backs are as wide at 10%
     # of the depth above the table as an exponent of about 2.5 gives)
     back_power = float(detail.uniform(2.3, 2.8))
+    stomach_gas = float(detail.uniform(0.05, 0.4))  # drawn last: every earlier draw stays as it was
+    loops += _duodenum(height, detail)
     body = Body(
         height_mm=height,
         width_scale=width,
@@ -1056,6 +1100,7 @@ def random_body(rng: np.random.Generator) -> Body:
         mesenteric=mesenteric,
         ribs=ribs,
         back_power=back_power,
+        stomach_gas=stomach_gas,
         vessels=np.zeros((0, 9)),
     )
     return replace(body, vessels=lung_vessel_tree(body, rng.spawn(1)[0]))
@@ -1094,6 +1139,37 @@ def _upper_abdominal_loops(height: float, rng: np.random.Generator) -> list[Loop
     return loops
 
 
+def _duodenum(height: float, rng: np.random.Generator) -> list[Loop]:
+    """The duodenum (version 13): its descending part, a tube beside the pancreatic head down the right
+    of the upper abdomen (zn 0.625-0.675), and its horizontal part, a run across the midline in front of
+    the aorta below the pancreas (zn about 0.68)."""
+    descending = Loop(
+        -0.30,
+        0.10,
+        0.65 * height,
+        0.025 * height,
+        float(rng.uniform(10.0, 14.0)),
+        0.0,
+        0.0,
+        float(rng.random() < 0.4),
+        False,
+    )
+    horizontal = Loop(
+        -0.05,
+        0.22,
+        0.68 * height,
+        12.0,
+        float(rng.uniform(8.0, 11.0)),
+        0.0,
+        0.0,
+        0.0,
+        False,
+        heading=float(rng.uniform(-0.15, 0.15)),
+        run_mm=float(rng.uniform(45.0, 70.0)),
+    )
+    return [_bowel_contents(descending, rng), _bowel_contents(horizontal, rng)]
+
+
 def _bowel_contents(loop: Loop, rng: np.random.Generator) -> Loop:
     """What a loop holds (generator version 8). Small bowel: oral contrast reaches 60% of the loops, 30%
     are collapsed, and a loop with gas has a little of it (12-40% of its diameter) over the fluid. Colon:
@@ -1130,18 +1206,27 @@ RENAL_HILUM_HALF_HEIGHT = 0.022
 
 
 def hilum_opening(body: Body, name: str, z: float) -> float:
-    """How open kidney ``name``'s sinus is toward the midline at height ``z``: 1 at the middle keyframe of
+    """How open kidney ``name``'s sinus is toward the midline at height ``z``: 1 at the widest keyframe of
     the kidney (scaled with the patient's kidney as :meth:`Body.organ` scales it), falling to 0 at
     :data:`RENAL_HILUM_HALF_HEIGHT` from it."""
     keys = ORGANS[name][1]
     size = body.organ_jitter[name][2]
     mid = 0.5 * (keys[0][0] + keys[-1][0])
     local = mid + (body.zn(z) - mid) / size
-    return float(np.clip(1.0 - abs(local - keys[1][0]) / RENAL_HILUM_HALF_HEIGHT, 0.0, 1.0))
+    widest = max(keys, key=lambda key: key[3])[0]
+    return float(np.clip(1.0 - abs(local - widest) / RENAL_HILUM_HALF_HEIGHT, 0.0, 1.0))
 
 
 REGIONS = ("lung", "mediastinum", "liver", "abdomen", "kidney", "pelvis", "bone", "soft_tissue")
 """Where the eight coarse lesion types live (the names of :class:`~deeplesion.catalog.LesionType`)."""
+
+CAVITY_MUSCLES = ("psoas_R", "psoas_L", "gluteal_R", "gluteal_L", "obturator_R", "obturator_L")
+"""The muscles drawn inside the cavity's section (which is wider than the true pelvic cavity): no
+abdominal or pelvic lesion is placed in them (version 13; before, a pelvic lesion could be)."""
+
+UNDER_DIAPHRAGM = ("stomach", "liver", "gallbladder", "spleen", "pancreas")
+"""The organs under the diaphragm, in the order the phantom draws them: after the lungs, which wrap round
+their upper parts (version 13), and before the heart."""
 
 REGION_ZN: dict[str, tuple[float, float]] = {
     "mediastinum": (0.36, 0.56),
@@ -1160,15 +1245,20 @@ def region_contains(body: Body, region: str, x: float, y: float, z: float) -> bo
 def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
     """Which of the points (x, y) mm at height ``z`` mm lie where lesions of type ``region`` occur.
 
-    ``lung``, ``liver``, ``kidney``: inside that organ, not where another structure is drawn over it
-    (heart, paraspinal muscles, bone; lungs over the liver and kidneys, as drawn: version 10's lungs reach
-    the chest wall, :func:`lung_outline`). ``mediastinum``: inside the chest cavity, outside the lungs,
-    the heart and the paraspinal muscles. ``abdomen``: abdominal cavity
-    outside the liver, kidneys, lungs and paraspinal muscles. ``pelvis``: pelvic cavity outside the
-    bladder. ``bone``: inside a vertebral body, the sacrum, an iliac wing, the sternum or a femoral head.
-    ``soft_tissue``: inside the skin, outside the cavity (fat, muscle) and outside the drawn lungs, whose
-    posterior recesses reach past the cavity's section (before version 10 a lesion could land there).
-    Cavity regions exclude the bones in them.
+    ``lung``, ``liver``, ``kidney``: inside that organ, not where another structure is drawn over it (the
+    phantom draws the lungs, then the organs under the diaphragm, then the heart, the paraspinal muscles
+    and the kidneys: version 13; the kidneys stay out of the drawn lungs, as before). ``mediastinum``:
+    inside the chest cavity, outside the lungs (as drawn: version 10's lungs reach the chest wall,
+    :func:`lung_outline`), the heart, the organs under the diaphragm and the paraspinal muscles.
+    ``abdomen``: abdominal cavity outside the liver, kidneys, lungs, heart and the muscles
+    (:data:`CAVITY_MUSCLES`, paraspinal, :func:`iliacus`). ``pelvis``: pelvic cavity outside the
+    bladder, the muscles (:data:`CAVITY_MUSCLES`), the hips with the muscles round them
+    (:func:`hip_muscles`), the ischia and the iliacus (version 12 and before placed pelvic lesions in the
+    femoral heads and the muscles, which lie in the cavity's section). ``bone``: inside a vertebral body,
+    the sacrum, an iliac wing, the sternum or a femoral head. ``soft_tissue``: inside the skin, outside
+    the cavity (fat, muscle) and outside the drawn lungs, whose posterior recesses reach past the
+    cavity's section (before version 10 a lesion could land there). Cavity regions and the organs exclude
+    the bones in them and the vertebra's posterior arch (:func:`in_spine`).
 
     Parameters
     ----------
@@ -1181,14 +1271,29 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
         (N,) bool.
     """
     lungs = ("lung_R", "lung_L")
-    # drawn over the lungs, the liver's dome and the kidneys' tops: a lesion there would show in them
+    kidneys = ("kidney_R", "kidney_L")
+    # drawn over everything in the cavity but the kidneys: a lesion there would show in them
     over = ("heart", "paraspinal_R", "paraspinal_L")
     if region == "lung":
-        return in_organs(body, lungs, x, y, z) & ~in_organs(body, over, x, y, z) & ~in_bone(body, x, y, z)
-    if region in ("liver", "kidney"):
-        names = ("liver",) if region == "liver" else ("kidney_R", "kidney_L")
         return (
-            in_organs(body, names, x, y, z) & ~in_organs(body, over, x, y, z) & ~in_drawn_lungs(body, x, y, z)
+            in_organs(body, lungs, x, y, z)
+            & ~in_organs(body, (*UNDER_DIAPHRAGM, *over, *kidneys), x, y, z)
+            & ~in_bone(body, x, y, z)
+            & ~in_spine(body, x, y, z)
+        )
+    if region == "liver":
+        after = UNDER_DIAPHRAGM[UNDER_DIAPHRAGM.index("liver") + 1 :]
+        return (
+            in_organs(body, ("liver",), x, y, z)
+            & ~in_organs(body, (*after, *over, *kidneys), x, y, z)
+            & ~in_spine(body, x, y, z)
+        )
+    if region == "kidney":
+        return (
+            in_organs(body, kidneys, x, y, z)
+            & ~in_organs(body, over, x, y, z)
+            & ~in_drawn_lungs(body, x, y, z)
+            & ~in_spine(body, x, y, z)
         )
     if region == "bone":
         inside = in_bone(body, x, y, z)
@@ -1203,13 +1308,21 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
         # the lungs' posterior recesses reach past the cavity's section, towards the ribs
         return body.outline(z).contains(x, y) & ~inside_cavity & ~in_drawn_lungs(body, x, y, z)
     exclude = {
-        "mediastinum": over,
-        "abdomen": ("liver", "kidney_R", "kidney_L", *over),
-        "pelvis": ("bladder", *over[1:]),
+        "mediastinum": (*UNDER_DIAPHRAGM, *over),
+        "abdomen": ("liver", *kidneys, *over, *CAVITY_MUSCLES),
+        "pelvis": ("bladder", *over[1:], *CAVITY_MUSCLES),
     }[region]
-    inside = inside_cavity & ~in_bone(body, x, y, z) & ~in_organs(body, exclude, x, y, z)
+    inside = (
+        inside_cavity
+        & ~in_bone(body, x, y, z)
+        & ~in_spine(body, x, y, z)
+        & ~in_organs(body, exclude, x, y, z)
+    )
     if region != "pelvis":
         inside &= ~in_drawn_lungs(body, x, y, z)
+    if region != "mediastinum":  # the hips, the muscles round them, the ischia and the iliacus muscles
+        for section in [*hip_muscles(body, z), *ischia(body, z), *iliacus(pelvic_wings(body, z))]:
+            inside &= ~section.contains(x, y)
     return inside
 
 
@@ -1239,6 +1352,35 @@ def in_bone(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
     for section in bone_sections(body, z):
         inside |= section.contains(x, y)
     return inside
+
+
+SPINE_ARCH_HALF_WIDTH_MM = 20.0
+SPINE_ARCH_DEPTH_MM = 36.0
+"""The box behind the vertebral body's back border that holds the pedicles, the canal, the laminae and
+the spinous process as the phantom draws them (its transverse processes lie in the back muscles)."""
+
+
+def in_spine(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
+    """(N,) whether the points (x, y) mm at height ``z`` lie in the vertebra as drawn: its body (grown by
+    2 mm for the cortex and the raster) or its posterior arch; below the lumbar spine, the sacral canal and
+    the median crest behind the sacrum's body. The organs' sections reach over the spine
+    (version 12's liver section covered part of the vertebral body and the canal: a liver lesion could
+    be placed there); the bones are drawn last, over them."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    spine = body.spine(z)
+    if spine is None:
+        sacrum = sacrum_parts(body, z)
+        if not sacrum:
+            return np.zeros(np.shape(x), dtype=bool)
+        # the sacral canal and the median crest behind the sacrum's body (its alae are bone_sections')
+        middle = sacrum[0]
+        back = middle.cy + middle.b
+        return np.asarray((np.abs(x - middle.cx) < 0.5 * middle.a) & (y > back - 12.0) & (y < back + 12.0))
+    sx, sy, radius = spine
+    inside = Section(sx, sy, radius + 2.0, 0.85 * radius + 2.0).contains(x, y)
+    back = sy + 0.85 * radius
+    arch = (np.abs(x - sx) < SPINE_ARCH_HALF_WIDTH_MM) & (y > back - 2.0) & (y < back + SPINE_ARCH_DEPTH_MM)
+    return np.asarray(inside | arch)
 
 
 def bone_sections(body: Body, z: float, *, wings: list[Section] | None = None) -> list[Section]:
@@ -1311,8 +1453,42 @@ def femoral_heads(body: Body, z: float) -> list[tuple[float, float, float]]:
     if not 0.80 <= zn <= 0.90:
         return []
     cavity = body.cavity(z)
-    radius = 1.0 + 25.0 * math.sin(math.pi * min((zn - 0.80) / 0.07, 1.0) * 0.5 + math.pi * 0.25)
+    radius = 1.0 + 22.0 * math.sin(math.pi * min((zn - 0.80) / 0.07, 1.0) * 0.5 + math.pi * 0.25)
     return [(side * 0.66 * cavity.a, cavity.cy + 0.05 * cavity.b, radius) for side in (-1.0, 1.0)]
+
+
+def hip_muscles(body: Body, z: float) -> list[Section]:
+    """The muscles round each femur at height ``z`` (iliopsoas in front, the gluteal muscles round it):
+    one section per hip, holding the femoral head, its socket, its neck and the greater trochanter."""
+    sections = []
+    for x, y, radius in femoral_heads(body, z):
+        side = 1.0 if x > 0.0 else -1.0
+        sections.append(Section(x + side * 12.0, y, radius + 26.0, radius + 14.0))
+    return sections
+
+
+def ischia(body: Body, z: float) -> list[Section]:
+    """The ischial bones behind the hip joints (zn 0.83-0.90), right then left."""
+    if not 0.83 <= body.zn(z) <= 0.90:
+        return []
+    cavity = body.cavity(z)
+    return [
+        Section(side * 0.42 * cavity.a, cavity.cy + 0.55 * cavity.b, 12.0, 16.0, side * 0.4)
+        for side in (-1.0, 1.0)
+    ]
+
+
+def iliacus(wings: list[Section]) -> list[Section]:
+    """The iliacus muscle lining the inner (front, medial) face of each part of the iliac wings
+    (:func:`pelvic_wings`)."""
+    sections = []
+    for part in wings:
+        gap = part.b + 5.0
+        normal = (math.sin(part.angle), -math.cos(part.angle))
+        sections.append(
+            Section(part.cx + gap * normal[0], part.cy + gap * normal[1], 0.95 * part.a, 7.0, part.angle)
+        )
+    return sections
 
 
 def iliac_wing(cavity: Section, side: float, zn: float) -> Section:

@@ -73,6 +73,14 @@ def normalized_location(body: Body, x: float, y: float, z: float) -> tuple[float
     return (x + outline.a) / (2 * outline.a), (y + outline.b) / (2 * outline.b), body.zn(z)
 
 
+LESION_FIELD_RADIUS_MM = 215.0
+"""How far from the body's axis a lesion may reach (its centre's distance plus :attr:`Lesion3D.reach_mm`
+at its planned size). The widest field of view a series gets is 0.98 mm x 512 px (a radius of 250.9 mm,
+the real release's largest spacing); a study's shift (up to 20 mm), the 5 mm the field keeps round a
+lesion and some growth over the studies must fit in the rest. Version 13: a 267 mm abdominal mass placed
+off-centre reached past every field of view the release could give."""
+
+
 def place(
     body: Body,
     kind: str,
@@ -81,12 +89,14 @@ def place(
     avoid: list[Lesion3D],
     radius_mm: float,
     z_hint: float | None = None,
+    reach_mm: float = 0.0,
 ) -> tuple[float, float, float] | None:
     """A centre (x, y, z) mm for a lesion of ``kind``.
 
     The target is the real quantile of each normalized coordinate at the stratified probabilities ``u``
     (x, y, z); ``z_hint`` replaces the target height when given. When the target is not in the type's
-    region of this body (or too close to a lesion in ``avoid``), the nearest point that is, searched in
+    region of this body (or too close to a lesion in ``avoid``, or a lesion reaching ``reach_mm`` from
+    its centre would reach past :data:`LESION_FIELD_RADIUS_MM`), the nearest point that is, searched in
     rings of 2.5 mm around it, is taken: a small move that keeps the per-type means near the real ones.
     None when nothing fits within 150 mm (then other heights are tried first).
     """
@@ -109,7 +119,8 @@ def place(
         outline = body.outline(z)
         x0, y0 = (2.0 * xn - 1.0) * outline.a, (2.0 * yn - 1.0) * outline.b
         xs, ys = x0 + dx, y0 + dy
-        for i in np.flatnonzero(region_mask(body, kind, xs, ys, z)):
+        fits = np.hypot(xs, ys) + reach_mm <= LESION_FIELD_RADIUS_MM
+        for i in np.flatnonzero(region_mask(body, kind, xs, ys, z) & fits):
             if _clear(float(xs[i]), float(ys[i]), z, radius_mm, avoid):
                 return float(xs[i]), float(ys[i]), z
     return None
@@ -325,12 +336,13 @@ def make_lesion(
     draft = Lesion3D((0.0, 0.0, 0.0), (a, b, c), float(rng.uniform(0.0, math.pi)), kind, bumps=bumps)
     scale = long_mm / feret_at_centre(draft)
     a, b, c = a * scale, b * scale, c * scale
+    reach = draft.reach_mm * scale
     draws = [u]
     if herd is not None:
         for _ in range(LOCATION_CANDIDATES - 1):
             x, y, z = (float(v) for v in rng.uniform(0.02, 0.98, 3))
             draws.append((x, y, z))
-    found = (place(body, kind, rng, d, avoid, max(a, b), z_hint) for d in draws)
+    found = (place(body, kind, rng, d, avoid, max(a, b), z_hint, reach) for d in draws)
     centres = [c for c in found if c is not None]
     if not centres:
         return None

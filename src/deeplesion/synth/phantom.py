@@ -17,7 +17,7 @@ that annotations are measured from use the same function as the drawing (:func:`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,9 @@ from deeplesion.synth.anatomy import (
     drawn_lungs,
     femoral_heads,
     hilum_opening,
+    hip_muscles,
+    iliacus,
+    ischia,
     pelvic_wings,
     polygon_contains,
     sacrum_parts,
@@ -467,9 +470,11 @@ class Canvas:
         self.polygon(section.polygon(), tissue)
 
     def polygon(self, points: npt.NDArray[np.float64], tissue: Tissue) -> None:
-        """Fill the closed polygon through (N, 2) points mm."""
+        """Fill the closed polygon through (N, 2) points mm (nothing for fewer than 3)."""
         import cv2
 
+        if len(points) < 3:
+            return
         cv2.fillPoly(self.labels, [self._px(points)], int(tissue), cv2.LINE_8, SHIFT)
 
     def circle(self, x: float, y: float, radius: float, tissue: Tissue) -> None:
@@ -562,8 +567,13 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     ):
         canvas.section(body.organ(name, z), Tissue.MUSCLE)
     _draw_bowel(canvas, body, z, cavity)
+    # version 13: the organs under the diaphragm are drawn over the lungs and the heart over both. The
+    # diaphragm is a dome, so a slice through it cuts the liver, spleen and stomach with the lung bases
+    # round them as crescents; drawn under the lungs, the liver's dome was hidden until zn 0.555 and the
+    # lung bases were round black spaces over the upper abdomen
+    _draw_lungs(canvas, body, z, lungs)
     _draw_abdomen(canvas, body, z)
-    _draw_chest(canvas, body, z, lungs)
+    _draw_heart(canvas, body, z)
     # behind the spine, over the lungs' and kidneys' back edges (the ribs and their muscles are there)
     for name in ("paraspinal_R", "paraspinal_L"):
         muscle = body.organ(name, z)
@@ -649,6 +659,23 @@ BOWEL_WALL_MM = 1.6
 loops as overlapping bubbles: a distended real wall is 1-2 mm, blurred by the partial volume)."""
 
 
+def gas_cap(lumen: npt.NDArray[np.float64], level: float) -> npt.NDArray[np.float64]:
+    """The part of a closed (N, 2) ``lumen`` outline (mm) in front of an air-fluid ``level`` (y <= level:
+    gas rises to the front of a supine patient), as an (M, 2) outline. Version 13: the lumen's vertices
+    behind the level were moved onto it, which also drew a one-pixel line of gas along the level out to
+    where the lumen is widest, through the wall and beyond it."""
+    following = np.roll(lumen, -1, axis=0)
+    front, front_next = lumen[:, 1] <= level, following[:, 1] <= level
+    crosses = front != front_next
+    rise = following[:, 1] - lumen[:, 1]
+    t = np.where(crosses, (level - lumen[:, 1]) / np.where(crosses, rise, 1.0), 0.0)
+    crossing = lumen + t[:, None] * (following - lumen)
+    # each edge contributes its start (when in front) and then its crossing of the level (when it has one)
+    points = np.stack([lumen, crossing], axis=1).reshape(-1, 2)
+    keep = np.stack([front, crosses], axis=1).reshape(-1)
+    return np.asarray(points[keep], dtype=np.float64)
+
+
 def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     zn = body.zn(z)
     # the ascending and descending colon leave the flanks below the kidneys for the iliac fossae, in front
@@ -689,8 +716,7 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             # gas rises to the front (smaller y) above a flat level: the lumen cut by a chord
             level = y - inner + 2.0 * inner * loop.gas
             lumen = Section(x, y, inner, inner, 0.0, loop.haustra).polygon()
-            lumen[:, 1] = np.minimum(lumen[:, 1], level)
-            canvas.polygon(lumen, Tissue.GAS)
+            canvas.polygon(gas_cap(lumen, level), Tissue.GAS)
         if len(loop.bubbles):  # stool: content mottled with small bubbles of gas
             dz = z - (loop.z_mid + loop.bubbles[:, 2])
             seen = np.abs(dz) < loop.bubbles[:, 3]
@@ -740,12 +766,17 @@ def _draw_bowel_run(
 
 
 def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
+    """The organs under the diaphragm (:data:`~deeplesion.synth.anatomy.UNDER_DIAPHRAGM`, in that order),
+    then the bladder with the uterus or prostate behind it."""
     stomach = body.organ("stomach", z)
     if stomach is not None:
         canvas.section(stomach, Tissue.BOWEL_WALL)
         canvas.section(stomach, Tissue.BOWEL_CONTENT, inset_mm=3.0)  # oral contrast reaches it first
-        gas = Section(stomach.cx, stomach.cy - 0.45 * stomach.b, stomach.a * 0.6, stomach.b * 0.45)
-        canvas.section(gas, Tissue.GAS)
+        if stomach.a > 6.0 and stomach.b > 6.0:
+            # gas rises to the front over a flat air-fluid level (version 13; an ellipse of gas before)
+            lumen = replace(stomach, a=stomach.a - 3.0, b=stomach.b - 3.0).polygon()
+            level = float(lumen[:, 1].min()) + body.stomach_gas * float(np.ptp(lumen[:, 1]))
+            canvas.polygon(gas_cap(lumen, level), Tissue.GAS)
     liver = body.organ("liver", z)
     if liver is not None:
         canvas.section(liver, Tissue.LIVER)
@@ -753,6 +784,14 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
     canvas.section(body.organ("gallbladder", z), Tissue.BILE)
     canvas.section(body.organ("spleen", z), Tissue.SPLEEN)
     canvas.section(body.organ("pancreas", z), Tissue.PANCREAS)
+    rectum = body.vessel("rectum", z)
+    if rectum is not None:
+        # version 13: defined since version 2 but never drawn (the pelvis behind the bladder was all fat)
+        x, y, radius = rectum
+        canvas.circle(x, y, radius, Tissue.BOWEL_WALL)
+        canvas.circle(x, y, radius - 2.5, Tissue.STOOL)
+        lumen = Section(x, y, radius - 2.5, radius - 2.5).polygon()
+        canvas.polygon(gas_cap(lumen, y - 0.4 * radius), Tissue.GAS)
     bladder = body.organ("bladder", z)
     if bladder is not None:
         # the uterus or prostate sits behind the bladder, between it and the rectum
@@ -853,10 +892,14 @@ def _draw_pyramids(canvas: Canvas, kidney: Section) -> None:
         )
 
 
-def _draw_chest(canvas: Canvas, body: Body, z: float, lungs: dict[float, npt.NDArray[np.float64]]) -> None:
+def _draw_lungs(canvas: Canvas, body: Body, z: float, lungs: dict[float, npt.NDArray[np.float64]]) -> None:
     for side, outline in lungs.items():
         canvas.polygon(outline, Tissue.LUNG)
         _draw_lung_vessels(canvas, _vessels_near(body.vessels, side, z), z, outline)
+
+
+def _draw_heart(canvas: Canvas, body: Body, z: float) -> None:
+    """The heart on the diaphragm: over the lungs and over the liver's dome beside it."""
     heart = body.organ("heart", z)
     if heart is not None:
         canvas.section(heart, Tissue.VISCERAL_FAT)
@@ -926,15 +969,11 @@ def _draw_bones(
         _draw_vertebra(canvas, *spine, z, zn)
     _draw_ribs(canvas, body, z, cavity, wall)
     wings = pelvic_wings(body, z)
-    for part in wings:  # the iliacus muscle lines each iliac wing's inner (front, medial) face
-        gap = part.b + 5.0
-        normal = (math.sin(part.angle), -math.cos(part.angle))
-        centre = (part.cx + gap * normal[0], part.cy + gap * normal[1])
-        canvas.section(Section(*centre, 0.95 * part.a, 7.0, part.angle), Tissue.MUSCLE)
+    for muscle in iliacus(wings):
+        canvas.section(muscle, Tissue.MUSCLE)
+    for muscle in hip_muscles(body, z):  # the femur sits in muscle
+        canvas.section(muscle, Tissue.MUSCLE)
     hips = femoral_heads(body, z)
-    for x, y, radius in hips:  # the femur sits in muscle: iliopsoas in front, the gluteal muscles around
-        side = 1.0 if x > 0.0 else -1.0
-        canvas.section(Section(x + side * 12.0, y, radius + 26.0, radius + 14.0), Tissue.MUSCLE)
     # the plates (sacrum, iliac wings, sternum): a wing's parts overlap, so all the cortex first and
     # then all the marrow, which leaves no cortex lines inside a wing
     plates = bone_sections(body, z, wings=wings)[1 if spine is not None else 0 :]
@@ -956,11 +995,9 @@ def _draw_bones(
         for ala in sacrum[1:]:
             toward_body = -1.0 if ala.cx > 0.0 else 1.0
             canvas.circle(ala.cx + toward_body * 0.45 * ala.a, ala.cy - 0.35 * ala.b, 2.5, Tissue.CSF)
-    if 0.83 <= zn <= 0.90:  # ischial bones behind the hip joints
-        for side in (-1.0, 1.0):
-            ischium = Section(side * 0.42 * cavity.a, cavity.cy + 0.55 * cavity.b, 12.0, 16.0, side * 0.4)
-            canvas.section(ischium, Tissue.CORTICAL)
-            canvas.section(ischium, Tissue.TRABECULAR, inset_mm=2.5)
+    for ischium in ischia(body, z):
+        canvas.section(ischium, Tissue.CORTICAL)
+        canvas.section(ischium, Tissue.TRABECULAR, inset_mm=2.5)
     for x, y, radius in hips:
         _draw_hip(canvas, x, y, radius, zn)
 

@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 12
+GENERATOR_VERSION = 13
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -129,7 +129,25 @@ least 12 mm of muscle; over the upper chest the shoulder-girdle muscles round th
 pectoral muscles replace most of the subcutaneous fat, and each scapula is a thin blade in them (a
 7 mm bar along the back before); where the lungs' posterior recesses reach past the cavity the wall
 begins at the lung (the lung touched the subcutaneous fat there); the kidneys are drawn over the back
-muscles (which hid the back half of each kidney).
+muscles (which hid the back half of each kidney);
+13: the thorax-abdomen junction and the pelvis, and lesions kept where their organ shows: the organs
+under the diaphragm are drawn over the lung bases and the heart over both (the lungs hid the liver's dome
+until zn 0.555, and the lung bases were round black spaces over the upper abdomen); the liver's dome
+rises to zn 0.515, the heart ends at 0.558, the stomach (an air-fluid level over its contents, 5-40% of
+its depth per patient; an ellipse of gas before) and the spleen (a long oval along the wall) are larger
+and fill the left upper abdomen, the liver's right lobe reaches lower, the kidneys have an ellipsoid's
+profile along z (a diamond's before: sections half the real area), the pancreas runs from the splenic
+hilum down to its head, and the duodenum (descending and horizontal parts) and the rectum (defined, never
+drawn) are drawn; the gluteal muscles lie behind the hips and reach toward the midline (they sat beside
+the hips); femoral heads 23 mm in radius (26); a gas cap is the lumen cut at its level (the lumen's
+vertices behind the level were moved onto it, drawing a line of gas through the bowel wall). Lesions:
+the lung region excludes the organs drawn over the lungs, the liver region the vertebra and the organs
+drawn after the liver (the liver's section reached over the spine and the canal: a liver lesion could lie
+in bone), the mediastinum the organs under the diaphragm, the abdomen and pelvis the psoas, iliacus,
+gluteal, obturator and hip muscles, the pelvis the femoral heads and ischia (it held them: a pelvic
+lesion could lie in a femoral head), and no lesion reaches further than 215 mm from the body's axis (a
+267 mm abdominal mass reached past the widest field of view the release gives). This moves placements,
+and so rows and every random draw after them.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
