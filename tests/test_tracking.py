@@ -107,6 +107,18 @@ def test_a_track_never_holds_two_rows_of_one_scan() -> None:
     assert len(result.tracks) == 2
 
 
+def test_a_link_between_rows_far_apart_in_height_does_not_join_their_tracks() -> None:
+    """Each study bookmarks one lesion, and not the same one: the assignment links the only two rows
+    (about 0.20 apart, under max_cost), but no real pair of valid.json is more than 0.058 apart in height,
+    so the two stay separate tracks (one lesion's diameter is not reported as the other's)."""
+    rows = [lesion(1, 1, (0.45, 0.50, 0.42), 15.0), lesion(1, 2, (0.47, 0.48, 0.57), 16.0)]
+    result = track_lesions(catalog_of(rows))
+    assert len(result.links) == 1 and result.links[0].cost < FITTED.max_cost
+    assert len(result.tracks) == 2
+    joined = track_lesions(catalog_of(rows), parameters=dataclasses.replace(FITTED, track_height_gap=0.0))
+    assert len(joined.tracks) == 1
+
+
 def test_the_same_lesion_on_two_series_of_one_study_is_linked() -> None:
     rows = [
         lesion(1, 1, (0.30, 0.40, 0.5), 20.0, series=1),

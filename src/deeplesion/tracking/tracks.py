@@ -139,6 +139,7 @@ def _build_tracks(
     scans: dict[tuple[int, int, int], npt.NDArray[np.int64]],
     links: list[Link],
     features: LesionFeatures,
+    height_gap: float,
 ) -> list[Track]:
     rows = [int(r) for key in sorted(scans) for r in scans[key]]
     scan_of = {int(r): key for key, members in scans.items() for r in members}
@@ -152,6 +153,9 @@ def _build_tracks(
         return r
 
     for link in sorted(links, key=lambda k: (-k.confidence, k.cost, k.source, k.target)):
+        gap = abs(features.location[link.source, 2] - features.location[link.target, 2])
+        if height_gap and gap > height_gap:
+            continue  # TrackingParameters.track_height_gap: too far apart to be one lesion
         a, b = root(link.source), root(link.target)
         if a == b or members_scans[a] & members_scans[b]:
             continue
@@ -242,7 +246,9 @@ def track_lesions(
                 patient_links.extend(
                     match_scans(features, patient_scans[key_a], patient_scans[key_b], parameters)
                 )
-        for track in _build_tracks(patient, patient_scans, patient_links, features):
+        for track in _build_tracks(
+            patient, patient_scans, patient_links, features, parameters.track_height_gap
+        ):
             track_of_row[list(track.rows)] = len(tracks)
             tracks.append(track)
         links.extend(patient_links)
