@@ -123,6 +123,26 @@ def test_lesions_grow_shrink_appear_and_disappear() -> None:
     assert max(abs(np.degrees(p[0])) for p in poses) <= 3.0 + 1e-9
 
 
+def test_lesions_stop_growing_at_the_longest_real_lesion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The studies' growth factors compound (up to 1.4 per study, five follow-ups), so a large lesion grew
+    past every real one: a 487 mm row in the 100-patient plan of seed 0 (the real maximum is 342.5 mm).
+    With every lesion made to double per study, none grows past the real maximum."""
+    from deeplesion.synth import release
+    from deeplesion.synth.lesions import feret_at_centre
+
+    monkeypatch.setattr(release, "TRENDS", {"grow": (1.0, 4.0, 4.0)})
+    longest = real_stats()["long_mm_quantiles"][-1]
+    grew = 0
+    for plan in plan_release(12, 5):
+        for series in plan.series:
+            for lesion_id, lesion in zip(series.lesion_ids, series.lesions, strict=True):
+                size = feret_at_centre(lesion)
+                first = feret_at_centre(plan.lesions[lesion_id])
+                assert size <= max(longest, first) + 1e-6, (lesion_id, size)
+                grew += size > first + 1e-6
+    assert grew > 20  # the cap binds only the largest; the others still double
+
+
 @pytest.fixture(scope="module")
 def abdomen_slice() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(11)

@@ -52,6 +52,7 @@ from deeplesion.synth.lesions import (
     feret_at_centre,
     make_lesion,
     normalized_location,
+    real_stats,
     type_height_range,
 )
 from deeplesion.synth.phantom import (
@@ -146,8 +147,9 @@ drawn after the liver (the liver's section reached over the spine and the canal:
 in bone), the mediastinum the organs under the diaphragm, the abdomen and pelvis the psoas, iliacus,
 gluteal, obturator and hip muscles, the pelvis the femoral heads and ischia (it held them: a pelvic
 lesion could lie in a femoral head), and no lesion reaches further than 215 mm from the body's axis (a
-267 mm abdominal mass reached past the widest field of view the release gives). This moves placements,
-and so rows and every random draw after them.
+267 mm abdominal mass reached past the widest field of view the release gives), and a lesion stops
+growing at the longest real lesion, 342.5 mm (compounded growth reached a 487 mm row). This moves
+placements, and so rows and every random draw after them.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
@@ -342,11 +344,14 @@ def _plan_patient(
         plan.lesions[lesion_id] = lesion
         courses[lesion_id] = course
     age = float(rng.integers(25, 86))
+    # growth stops at the longest real lesion, 342.5 mm (the compounded factors reached a 487 mm row)
+    longest = float(real_stats()["long_mm_quantiles"][-1])
+    caps = {i: max(1.0, longest / feret_at_centre(x)) for i, x in plan.lesions.items()}
     for study in range(1, studies + 1):
         if study > 1:
             age += float(rng.uniform(0.1, 1.5))
         present = [
-            (lesion_id, lesion.scaled(courses[lesion_id].factors[study - 1]))
+            (lesion_id, lesion.scaled(min(courses[lesion_id].factors[study - 1], caps[lesion_id])))
             for lesion_id, lesion in plan.lesions.items()
             if courses[lesion_id].first <= study <= courses[lesion_id].last
         ]
