@@ -344,14 +344,23 @@ def _plan_patient(
         plan.lesions[lesion_id] = lesion
         courses[lesion_id] = course
     age = float(rng.integers(25, 86))
-    # growth stops at the longest real lesion, 342.5 mm (the compounded factors reached a 487 mm row)
+    # growth stops at the longest real lesion, 342.5 mm (the compounded factors reached a 487 mm row);
+    # a lesion fits in twice its reach, so only one that could grow past the limit is measured (the
+    # measurement costs as much as placing the lesion did)
     longest = float(real_stats()["long_mm_quantiles"][-1])
-    caps = {i: max(1.0, longest / feret_at_centre(x)) for i, x in plan.lesions.items()}
+    caps = {
+        i: max(1.0, longest / feret_at_centre(x))
+        for i, x in plan.lesions.items()
+        if 2.0 * x.reach_mm * max(courses[i].factors) > longest
+    }
     for study in range(1, studies + 1):
         if study > 1:
             age += float(rng.uniform(0.1, 1.5))
         present = [
-            (lesion_id, lesion.scaled(min(courses[lesion_id].factors[study - 1], caps[lesion_id])))
+            (
+                lesion_id,
+                lesion.scaled(min(courses[lesion_id].factors[study - 1], caps.get(lesion_id, math.inf))),
+            )
             for lesion_id, lesion in plan.lesions.items()
             if courses[lesion_id].first <= study <= courses[lesion_id].last
         ]
