@@ -463,14 +463,14 @@ def test_the_kidneys_are_drawn_whole_in_front_of_the_back_muscles() -> None:
     beside the spine where real slices show the whole kidney."""
     import cv2
 
-    from deeplesion.synth.anatomy import ORGANS
+    from deeplesion.synth.anatomy import widest_keyframe_zn
 
     geometry = SliceGeometry(512, 0.78, -1024.0)
     kidney_labels = [Tissue.KIDNEY, Tissue.RENAL_MEDULLA, Tissue.RENAL_SINUS, Tissue.URINE, Tissue.VEIN]
     for seed in (1, 2, 3, 4):
         body = random_body(np.random.default_rng(seed))
         for name in ("kidney_R", "kidney_L"):
-            z = max(ORGANS[name][1], key=lambda key: key[3])[0] * body.height_mm  # the kidney's widest height
+            z = widest_keyframe_zn(name) * body.height_mm
             section = body.organ(name, z)
             assert section is not None
             labels = render_labels(body, geometry, z)

@@ -1205,6 +1205,12 @@ RENAL_HILUM_HALF_HEIGHT = 0.022
 """Half the height of a kidney's hilum, zn units (about 24 mm), around the middle keyframe of the kidney."""
 
 
+def widest_keyframe_zn(name: str) -> float:
+    """The normalized height of organ ``name``'s widest keyframe (:data:`ORGANS`, largest ``a``), before a
+    patient's size factor."""
+    return max(ORGANS[name][1], key=lambda key: key[3])[0]
+
+
 def hilum_opening(body: Body, name: str, z: float) -> float:
     """How open kidney ``name``'s sinus is toward the midline at height ``z``: 1 at the widest keyframe of
     the kidney (scaled with the patient's kidney as :meth:`Body.organ` scales it), falling to 0 at
@@ -1213,8 +1219,7 @@ def hilum_opening(body: Body, name: str, z: float) -> float:
     size = body.organ_jitter[name][2]
     mid = 0.5 * (keys[0][0] + keys[-1][0])
     local = mid + (body.zn(z) - mid) / size
-    widest = max(keys, key=lambda key: key[3])[0]
-    return float(np.clip(1.0 - abs(local - widest) / RENAL_HILUM_HALF_HEIGHT, 0.0, 1.0))
+    return float(np.clip(1.0 - abs(local - widest_keyframe_zn(name)) / RENAL_HILUM_HALF_HEIGHT, 0.0, 1.0))
 
 
 REGIONS = ("lung", "mediastinum", "liver", "abdomen", "kidney", "pelvis", "bone", "soft_tissue")
