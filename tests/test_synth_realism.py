@@ -936,3 +936,79 @@ def test_the_gas_cap_is_the_lumen_in_front_of_the_level() -> None:
     segment = (x * x + y * y <= 9.5**2) & (y <= -6.0)  # a circle segment, within the polygon's facets
     assert polygon_contains(cap, x, y)[segment].all()
     assert not polygon_contains(cap, x, y)[y > -5.99].any()
+
+
+def test_the_skin_is_as_thin_over_the_back_as_in_front() -> None:
+    """Version 13 and before drew the subcutaneous fat as an ellipse inside the superellipse of the skin
+    (the inset lost the flat back's exponent): the skin band was several mm thick at the back's corners,
+    2.8-4.2 times the front's skin pixels on these bodies."""
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    for seed in (11, 12):
+        body = random_body(np.random.default_rng(seed))
+        assert body.back_power > 2.2  # a flat back, where the two shapes differ
+        z = 0.66 * body.height_mm
+        rows, columns = np.nonzero(render_labels(body, geometry, z) == Tissue.SKIN)
+        _, y = geometry.to_body(columns.astype(float), rows.astype(float))
+        middle = body.outline(z).cy
+        assert (y > middle).sum() < 1.3 * (y <= middle).sum()
+
+
+def test_the_liver_and_spleen_meet_the_abdominal_wall_below_the_lungs() -> None:
+    """Version 14: the liver and spleen sat inside the cavity with a band of fat round them, the largest
+    part of a deep fat share of 0.13-0.16 at zn 0.58-0.62 on these bodies (real key slices of that height:
+    0.06-0.12, ``benchmarks/synth_abdomen.py``). Each now reaches the cavity's edge on its side of the
+    body; at the dome the lungs still lie between them and the ribs
+    (test_the_lungs_reach_the_chest_wall_down_to_their_bases)."""
+    from deeplesion.synth.realism import deep_tissue_shares
+
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    for seed in (11, 12):
+        body = random_body(np.random.default_rng(seed))
+        z = 0.60 * body.height_mm
+        labels = render_labels(body, geometry, z)
+        cavity = body.cavity(z)
+        for name, tissue, side in (("liver", Tissue.LIVER, -1.0), ("spleen", Tissue.SPLEEN, 1.0)):
+            section = body.organ(name, z)
+            assert section is not None
+            rows, columns = np.nonzero(labels == tissue)
+            x, y = geometry.to_body(columns.astype(float), rows.astype(float))
+            level = np.abs(y - section.cy) < 2.0  # the row through the organ's middle
+            reach = np.abs(x[level & (x * side > 0)]).max()
+            edge = cavity.a * np.sqrt(max(1.0 - ((section.cy - cavity.cy) / cavity.b) ** 2, 0.0))
+            assert edge - reach < 3.0, (seed, name, edge - reach)
+        rng = np.random.default_rng(0)
+        series = make_series(geometry, StudyLook(), 5.0, [], rng)
+        fat = [
+            deep_tissue_shares(render_slice(body, series, zn * body.height_mm, rng), geometry.spacing)
+            for zn in (0.58, 0.60, 0.62)
+        ]
+        assert np.mean([share["fat"] for share in fat if share is not None]) < 0.125
+
+
+def test_muscle_fills_the_hips_and_the_pubic_bones_lie_in_front_of_the_bladder() -> None:
+    """Version 13's pelvis below the iliac crests was mostly fat round small hip muscles: behind the
+    cavity 8-19% of the soft tissue outside it was muscle, where real slices show the gluteal muscles
+    filling the buttocks; and no pubic bone closed the pelvic ring in front."""
+    from deeplesion.synth.anatomy import pubic_bones, region_mask
+
+    geometry = SliceGeometry(512, 0.8, -1024.0)
+    for seed in (11, 12):
+        body = random_body(np.random.default_rng(seed))
+        for zn in (0.84, 0.87):
+            z = zn * body.height_mm
+            labels = render_labels(body, geometry, z)
+            rows, columns = np.nonzero(labels > 0)
+            x, y = geometry.to_body(columns.astype(float), rows.astype(float))
+            drawn = labels[rows, columns]
+            cavity = body.cavity(z)
+            behind = ~cavity.contains(x, y) & (y > cavity.cy)
+            muscle = (drawn[behind] == Tissue.MUSCLE).sum()
+            assert muscle > 0.4 * (muscle + (drawn[behind] == Tissue.FAT).sum())
+            bones = pubic_bones(body, z)
+            assert len(bones) == (2 if zn > 0.85 else 0)
+            for bone in bones:
+                inside = bone.contains(x, y)
+                assert np.isin(drawn[inside], [Tissue.CORTICAL, Tissue.TRABECULAR]).mean() > 0.95
+                assert not region_mask(body, "pelvis", x[inside], y[inside], z).any()
+                bladder = body.organ("bladder", z)  # the bone runs round the bladder's front
+                assert bladder is None or not bladder.contains(x[inside], y[inside]).any()

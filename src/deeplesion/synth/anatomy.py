@@ -249,13 +249,16 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
         -30.0,
         0.05,
     ),
+    # version 14: at zn 0.56-0.60 the liver's left edge lies 0.2 of the cavity's half width left of the
+    # midline (0.28-0.38 made the liver half the abdomen, where real key slices of zn 0.61 end it near
+    # the midline); its right edge is where it was
     "liver": (
         Tissue.LIVER,
         [
             (0.515, -0.45, 0.0, 0.10, 0.14),
             (0.535, -0.42, 0.0, 0.42, 0.58),
-            (0.56, -0.32, 0.02, 0.60, 0.76),
-            (0.60, -0.28, 0.05, 0.66, 0.78),
+            (0.56, -0.36, 0.02, 0.56, 0.76),
+            (0.60, -0.36, 0.05, 0.58, 0.78),
             (0.64, -0.46, 0.12, 0.45, 0.63),
             (0.665, -0.53, 0.16, 0.32, 0.50),
             (0.69, -0.60, 0.22, 0.12, 0.20),
@@ -335,7 +338,12 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     ),
     "bladder": (
         Tissue.URINE,
-        [(0.79, 0.0, -0.25, 0.10, 0.08), (0.82, 0.0, -0.30, 0.32, 0.30), (0.87, 0.0, -0.30, 0.10, 0.10)],
+        [
+            (0.79, 0.0, -0.25, 0.10, 0.08),
+            (0.82, 0.0, -0.30, 0.32, 0.30),
+            (0.85, 0.0, -0.30, 0.28, 0.26),
+            (0.885, 0.0, -0.28, 0.08, 0.08),
+        ],
         0.0,
         0.05,
     ),
@@ -385,15 +393,28 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
         -30.0,
         0.08,
     ),
+    # version 14: the obturator internus lines the pelvic side wall from the pubis to the ischium (a small
+    # oval beside the hip socket before) and the bladder reaches down to the symphysis (zn 0.87 before):
+    # below the hips the pelvis was fat round the rectum
     "obturator_R": (
         Tissue.MUSCLE,
-        [(0.80, -0.42, 0.0, 0.05, 0.10), (0.84, -0.45, 0.0, 0.10, 0.30), (0.89, -0.45, 0.0, 0.06, 0.15)],
+        [
+            (0.80, -0.42, 0.0, 0.05, 0.10),
+            (0.84, -0.45, 0.04, 0.10, 0.42),
+            (0.875, -0.42, 0.08, 0.11, 0.45),
+            (0.90, -0.36, 0.12, 0.08, 0.30),
+        ],
         0.0,
         0.05,
     ),
     "obturator_L": (
         Tissue.MUSCLE,
-        [(0.80, 0.42, 0.0, 0.05, 0.10), (0.84, 0.45, 0.0, 0.10, 0.30), (0.89, 0.45, 0.0, 0.06, 0.15)],
+        [
+            (0.80, 0.42, 0.0, 0.05, 0.10),
+            (0.84, 0.45, 0.04, 0.10, 0.42),
+            (0.875, 0.42, 0.08, 0.11, 0.45),
+            (0.90, 0.36, 0.12, 0.08, 0.30),
+        ],
         0.0,
         0.05,
     ),
@@ -674,10 +695,15 @@ class Body:
         thickness = (1.0 - abdomen) * chest + abdomen * np.minimum(typical, skin)
         # the lowest ribs and the costal margin stay covered down to zn 0.58, then the floor fades
         thickness = np.maximum(thickness, (1.0 - smooth_step(zn, 0.58, 0.64)) * np.minimum(12.0, under_skin))
-        # below the iliac crests the flank and back muscles end (version 9): at the hips only the lower
-        # rectus is left in front, and the hip and gluteal muscles take the sides and back
+        # below the iliac crests the flank and back muscles end (version 9): at the hips the lower rectus
+        # is left in front, and the gluteal muscles fill the sides and back out to the subcutaneous fat
+        # (version 14: the wall ended there, and the pelvis was mostly fat round small hip muscles)
         hips = min(max((zn - 0.79) / 0.05, 0.0), 1.0)
-        thickness *= 1.0 - hips * np.clip((phi - 0.45) / 0.3, 0.0, 1.0)
+        buttock = room(
+            Section(0.0, 0.0, outer.a - 2.0 - 0.7 * fat, outer.b - 2.0 - 0.6 * fat, 0.0, wobble, flat)
+        )
+        gluteal = hips * np.clip((phi - 0.45) / 0.3, 0.0, 1.0)
+        thickness = (1.0 - gluteal) * thickness + gluteal * buttock
         planes = []
         blades = []
         order = np.argsort(phi)
@@ -699,10 +725,15 @@ class Body:
                 share = np.array([0.25, 0.45, 0.65])
                 blade_depth = bare[ends] + share * (thickness[ends] - bare[ends])
                 blades.append(inner[ends] + blade_depth[:, None] * direction[ends])
-            if abdomen > 0.0:
+            if abdomen > 0.0 and hips < 0.5:  # between the three flank muscles
                 lateral = half[(phi[half] > 0.75) & (phi[half] < 2.0)]
                 for depth in (0.35, 0.68):
                     planes.append(inner[lateral] + (depth * thickness[lateral])[:, None] * direction[lateral])
+            elif hips >= 0.5:  # between the gluteus maximus behind and the smaller gluteal muscles in it
+                buttock_side = half[(phi[half] > 1.3) & (phi[half] < 2.7)]
+                planes.append(
+                    inner[buttock_side] + (0.45 * thickness[buttock_side])[:, None] * direction[buttock_side]
+                )
             if abdomen < 1.0:
                 front = half[phi[half] < 1.3]
                 planes.append(inner[front] + (0.55 * thickness[front])[:, None] * direction[front])
@@ -790,6 +821,44 @@ LUNG_REACH_MM = (6.0, 30.0)
 """A lung's outline moves out to the chest wall (the cavity's edge) where it lies within the first
 distance of it, and not at all beyond the second, blending in between (:func:`lung_outline`)."""
 
+WALL_ORGANS: dict[str, tuple[float, float, float]] = {"liver": (10.0, 40.0, -1.0), "spleen": (8.0, 30.0, 1.0)}
+"""Organs that reach the cavity's edge where no lung lies between (:func:`organ_outline_to_wall`): the
+distances of :data:`LUNG_REACH_MM`, mm, and the side of the body (-1 right, +1 left) whose wall the organ
+meets (the liver's left lobe does not reach for the wall: it spread across the front of the abdomen).
+Version 14: the liver and spleen sat inside the cavity with a band of fat all round them (15-30 mm in
+front of the liver), where real key slices show them against the abdominal wall; that band was most of
+the deep fat that was twice the real share. At the diaphragm's dome the lungs still lie between the
+organ and the ribs: the phantom draws this outline under the lungs and the section over them."""
+
+
+def outline_to_wall(
+    section: Section, cavity: Section, reach_mm: tuple[float, float], side: float = 0.0
+) -> npt.NDArray[np.float64]:
+    """(N, 2) outline (mm) of ``section`` with the side facing the cavity's edge moved out onto it.
+
+    Each outline vertex within ``reach_mm[0]`` of the cavity's edge, along the ray from the cavity's
+    centre, moves onto that edge; beyond ``reach_mm[1]`` it stays; in between it moves part of the way.
+    Only vertices on the side facing away from the cavity's centre move: a medial vertex's ray runs on
+    through the organ itself, and moving it would fold the outline over. With ``side`` -1 (+1) only
+    vertices right (left) of the body's midline move, fading in over 20 mm. The section lies inside the
+    outline.
+    """
+    points = section.polygon()
+    centre = np.array([cavity.cx, cavity.cy])
+    offset = points - centre
+    distance = np.maximum(np.hypot(offset[:, 0], offset[:, 1]), 1e-9)
+    directions = offset / distance[:, None]
+    edge = ray_exit(centre, directions, cavity.polygon())
+    near, far = reach_mm
+    weight = np.clip((far - (edge - distance)) / (far - near), 0.0, 1.0)
+    own = points - np.array([section.cx, section.cy])
+    facing = np.sum(own * directions, axis=1) / np.maximum(np.hypot(own[:, 0], own[:, 1]), 1e-9)
+    weight *= np.clip(facing / 0.3, 0.0, 1.0)
+    if side:
+        weight *= np.clip(side * points[:, 0] / 20.0, 0.0, 1.0)
+    reach = np.maximum(distance, distance + weight * (edge - distance))
+    return np.asarray(centre + directions * reach[:, None], dtype=np.float64)
+
 
 def lung_outline(lung: Section, cavity: Section) -> npt.NDArray[np.float64]:
     """(N, 2) outline (mm) of a lung that fills the chest out to the ribs, drawn from its cross-section.
@@ -797,25 +866,23 @@ def lung_outline(lung: Section, cavity: Section) -> npt.NDArray[np.float64]:
     The pleura lines the inside of the ribs, so a real lung meets the chest wall wherever it is near it;
     at the bases it wraps round the liver and spleen as a crescent in the posterior recesses. The
     cross-section (where lung lesions are placed) is an ellipse that leaves a band of fat between it and
-    the ribs, so each outline vertex within :data:`LUNG_REACH_MM` of the cavity's edge, along the ray from
-    the cavity's centre, is moved onto that edge, if that side of the lung faces away from the centre
-    (version 10). The section lies inside the outline.
+    the ribs, so its outline is moved onto the cavity's edge within :data:`LUNG_REACH_MM`
+    (:func:`outline_to_wall`; version 10).
     """
-    points = lung.polygon()
-    centre = np.array([cavity.cx, cavity.cy])
-    offset = points - centre
-    distance = np.maximum(np.hypot(offset[:, 0], offset[:, 1]), 1e-9)
-    directions = offset / distance[:, None]
-    edge = ray_exit(centre, directions, cavity.polygon())
-    near, far = LUNG_REACH_MM
-    weight = np.clip((far - (edge - distance)) / (far - near), 0.0, 1.0)
-    # only the side facing away from the cavity's centre moves: a medial vertex's ray runs on through the
-    # lung itself, and moving it would fold the outline over
-    own = points - np.array([lung.cx, lung.cy])
-    facing = np.sum(own * directions, axis=1) / np.maximum(np.hypot(own[:, 0], own[:, 1]), 1e-9)
-    weight *= np.clip(facing / 0.3, 0.0, 1.0)
-    reach = np.maximum(distance, distance + weight * (edge - distance))
-    return np.asarray(centre + directions * reach[:, None], dtype=np.float64)
+    return outline_to_wall(lung, cavity, LUNG_REACH_MM)
+
+
+def organ_outline_to_wall(body: Body, name: str, z: float) -> npt.NDArray[np.float64] | None:
+    """(N, 2) outline (mm) of organ ``name`` (a key of :data:`WALL_ORGANS`) reaching the cavity's edge
+    (:func:`outline_to_wall`); None outside the organ. The organ shows inside it where no drawn lung
+    lies, and in its section everywhere (:func:`in_organs`)."""
+    section = body.organ(name, z)
+    return None if section is None else _reach_wall(body, name, section, z)
+
+
+def _reach_wall(body: Body, name: str, section: Section, z: float) -> npt.NDArray[np.float64]:
+    near, far, side = WALL_ORGANS[name]
+    return outline_to_wall(section, body.cavity(z), (near, far), side)
 
 
 def drawn_lungs(body: Body, z: float) -> dict[float, Array]:
@@ -1081,6 +1148,7 @@ def random_body(rng: np.random.Generator) -> Body:
         loop = Loop(cx, cy, zn_mid * height, half_length, radius, 0.0, 0.0, gas, False, heading, run_mm)
         loops.append(_bowel_contents(loop, detail))
     loops += _upper_abdominal_loops(height, rng.spawn(1)[0])
+    loops = [loop if loop.colon else _spread_out(loop) for loop in loops]
     # version 9: the back is flattened on the table (a superellipse's half; real backs are as wide at 10%
     # of the depth above the table as an exponent of about 2.5 gives)
     back_power = float(detail.uniform(2.3, 2.8))
@@ -1114,6 +1182,27 @@ def _standard_ribs() -> Array:
 def _uniform_columns(rng: np.random.Generator, count: int, bounds: Sequence[tuple[float, float]]) -> Array:
     """(count, len(bounds)) uniform draws, one column per (low, high), drawn column after column."""
     return np.column_stack([rng.uniform(low, high, count) for low, high in bounds])
+
+
+SMALL_BOWEL_SPREAD = (1.3, 0.84)
+"""Version 14: the small-bowel loops' centres (drawn in cavity units) move out from the middle of the
+abdomen by the first factor, to at most the second fraction of the way to the cavity's edge. Drawn where
+they were, they left a ring of fat 20-40 mm wide between the loops and the flank and front walls, where
+real key slices show bowel against the wall (deep fat 0.16 of the region deeper than 45 mm at zn
+0.58-0.68 with the liver and spleen reaching the wall; real 0.095)."""
+SMALL_BOWEL_MIDDLE = (0.0, -0.2)
+"""The middle of the small-bowel loops' placement, cavity units (x, y: the front is -1)."""
+
+
+def _spread_out(loop: Loop) -> Loop:
+    """``loop`` with its centre moved out by :data:`SMALL_BOWEL_SPREAD` (the draws stay as they were)."""
+    factor, limit = SMALL_BOWEL_SPREAD
+    mx, my = SMALL_BOWEL_MIDDLE
+    cx, cy = mx + factor * (loop.cx - mx), my + factor * (loop.cy - my)
+    norm = math.hypot(cx, cy)  # the cavity is an ellipse of unit semi-axes in these units
+    if norm > limit:
+        cx, cy = cx * limit / norm, cy * limit / norm
+    return replace(loop, cx=cx, cy=cy)
 
 
 UPPER_LOOPS = 35
@@ -1258,8 +1347,9 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
     ``abdomen``: abdominal cavity outside the liver, kidneys, lungs, heart and the muscles
     (:data:`CAVITY_MUSCLES`, paraspinal, :func:`iliacus`). ``pelvis``: pelvic cavity outside the
     bladder, the muscles (:data:`CAVITY_MUSCLES`), the hips with the muscles round them
-    (:func:`hip_muscles`), the ischia and the iliacus (version 12 and before placed pelvic lesions in the
-    femoral heads and the muscles, which lie in the cavity's section). ``bone``: inside a vertebral body,
+    (:func:`hip_muscles`), the ischia and pubic bones (:func:`pelvic_ring`) and the iliacus (version
+    12 and before placed pelvic lesions in the femoral heads and the muscles, which lie in the cavity's
+    section). ``bone``: inside a vertebral body,
     the sacrum, an iliac wing, the sternum or a femoral head. ``soft_tissue``: inside the skin, outside
     the cavity (fat, muscle) and outside the drawn lungs, whose posterior recesses reach past the
     cavity's section (before version 10 a lesion could land there). Cavity regions and the organs exclude
@@ -1325,8 +1415,8 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
     )
     if region != "pelvis":
         inside &= ~in_drawn_lungs(body, x, y, z)
-    if region != "mediastinum":  # the hips, the muscles round them, the ischia and the iliacus muscles
-        for section in [*hip_muscles(body, z), *ischia(body, z), *iliacus(pelvic_wings(body, z))]:
+    if region != "mediastinum":  # the hips, the muscles round them, the pelvic ring, the iliacus muscles
+        for section in [*hip_muscles(body, z), *pelvic_ring(body, z), *iliacus(pelvic_wings(body, z))]:
             inside &= ~section.contains(x, y)
     return inside
 
@@ -1342,12 +1432,19 @@ def in_drawn_lungs(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.b
 
 def in_organs(body: Body, names: Sequence[str], x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
     """(N,) whether the points (x, y) mm at height ``z`` lie inside any of the organs ``names`` (keys of
-    :data:`ORGANS`)."""
+    :data:`ORGANS`) as drawn: their sections, and for :data:`WALL_ORGANS` the part of
+    :func:`organ_outline_to_wall` outside the drawn lungs."""
     inside = np.zeros(np.shape(x), dtype=bool)
+    lungs: npt.NDArray[np.bool_] | None = None
     for name in names:
         section = body.organ(name, z)
-        if section is not None:
-            inside |= section.contains(x, y)
+        if section is None:
+            continue
+        inside |= section.contains(x, y)
+        if name in WALL_ORGANS:  # and out to the wall where no lung lies over it
+            if lungs is None:
+                lungs = in_drawn_lungs(body, x, y, z)
+            inside |= polygon_contains(_reach_wall(body, name, section, z), x, y) & ~lungs
     return inside
 
 
@@ -1481,6 +1578,41 @@ def ischia(body: Body, z: float) -> list[Section]:
         Section(side * 0.42 * cavity.a, cavity.cy + 0.55 * cavity.b, 12.0, 16.0, side * 0.4)
         for side in (-1.0, 1.0)
     ]
+
+
+def pubic_bones(body: Body, z: float) -> list[Section]:
+    """The pubic bones in front of the bladder (zn 0.85-0.90), right then left (version 14): down to zn
+    0.875 the superior ramus, from the front of the hip socket to the symphysis at the front midline;
+    below, the pubic body, its medial half, thickening toward the symphysis."""
+    zn = body.zn(z)
+    if not 0.85 <= zn <= 0.90:
+        return []
+    cavity = body.cavity(z)
+    sections = []
+    for x, y, radius in femoral_heads(body, z):
+        side = 1.0 if x > 0.0 else -1.0
+        start = np.array([x - side * 0.5 * radius, y - 0.9 * radius])  # the socket's front
+        end = np.array([side * 5.0, cavity.cy - 0.78 * cavity.b])  # beside the symphysis
+        lower = min(max((zn - 0.875) / 0.01, 0.0), 1.0)  # 0: the whole ramus, 1: its medial half
+        start = start + 0.5 * lower * (end - start)
+        centre = 0.5 * (start + end)
+        dx, dy = end - start
+        sections.append(
+            Section(
+                float(centre[0]),
+                float(centre[1]),
+                0.5 * math.hypot(dx, dy),
+                6.0 + 3.0 * lower,
+                math.atan2(dy, dx),
+            )
+        )
+    return sections
+
+
+def pelvic_ring(body: Body, z: float) -> list[Section]:
+    """The bones of the lower pelvis that no lesion is placed in: :func:`ischia` and
+    :func:`pubic_bones`."""
+    return [*ischia(body, z), *pubic_bones(body, z)]
 
 
 def iliacus(wings: list[Section]) -> list[Section]:

@@ -25,9 +25,11 @@ import numpy.typing as npt
 from deeplesion.synth.anatomy import (
     LUNG_VESSEL_Z_EXTENT_MM,
     ORAL_CONTRAST_HU,
+    ORGANS,
     RIB_LEVELS,
     TISSUE_HU,
     VESSELS,
+    WALL_ORGANS,
     Body,
     Loop,
     Section,
@@ -39,7 +41,8 @@ from deeplesion.synth.anatomy import (
     hilum_opening,
     hip_muscles,
     iliacus,
-    ischia,
+    organ_outline_to_wall,
+    pelvic_ring,
     pelvic_wings,
     polygon_contains,
     sacrum_parts,
@@ -459,14 +462,9 @@ class Canvas:
         if inset_mm:
             if section.a <= inset_mm or section.b <= inset_mm:
                 return
-            section = Section(
-                section.cx,
-                section.cy,
-                section.a - inset_mm,
-                section.b - inset_mm,
-                section.angle,
-                section.harmonics,
-            )
+            # version 14: keep every other field (the body's flat back: the inset fat was an ellipse inside
+            # a superellipse skin, which left a skin band several mm thick at the back corners)
+            section = replace(section, a=section.a - inset_mm, b=section.b - inset_mm)
         self.polygon(section.polygon(), tissue)
 
     def polygon(self, points: npt.NDArray[np.float64], tissue: Tissue) -> None:
@@ -571,6 +569,12 @@ def render_labels(body: Body, geometry: SliceGeometry, z: float) -> npt.NDArray[
     # diaphragm is a dome, so a slice through it cuts the liver, spleen and stomach with the lung bases
     # round them as crescents; drawn under the lungs, the liver's dome was hidden until zn 0.555 and the
     # lung bases were round black spaces over the upper abdomen
+    # version 14: the liver and spleen reach the abdominal wall, except where the lungs lie between them
+    # and the ribs (drawn under the lungs; their sections, where lesions lie, over them)
+    for name in WALL_ORGANS:
+        reaching = organ_outline_to_wall(body, name, z)
+        if reaching is not None:
+            canvas.polygon(reaching, ORGANS[name][0])
     _draw_lungs(canvas, body, z, lungs)
     _draw_abdomen(canvas, body, z)
     _draw_heart(canvas, body, z)
@@ -995,9 +999,9 @@ def _draw_bones(
         for ala in sacrum[1:]:
             toward_body = -1.0 if ala.cx > 0.0 else 1.0
             canvas.circle(ala.cx + toward_body * 0.45 * ala.a, ala.cy - 0.35 * ala.b, 2.5, Tissue.CSF)
-    for ischium in ischia(body, z):
-        canvas.section(ischium, Tissue.CORTICAL)
-        canvas.section(ischium, Tissue.TRABECULAR, inset_mm=2.5)
+    for bone in pelvic_ring(body, z):
+        canvas.section(bone, Tissue.CORTICAL)
+        canvas.section(bone, Tissue.TRABECULAR, inset_mm=2.5)
     for x, y, radius in hips:
         _draw_hip(canvas, x, y, radius, zn)
 

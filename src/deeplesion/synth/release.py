@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 13
+GENERATOR_VERSION = 14
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -149,7 +149,18 @@ gluteal, obturator and hip muscles, the pelvis the femoral heads and ischia (it 
 lesion could lie in a femoral head), and no lesion reaches further than 215 mm from the body's axis (a
 267 mm abdominal mass reached past the widest field of view the release gives), and a lesion stops
 growing at the longest real lesion, 342.5 mm (compounded growth reached a 487 mm row). This moves
-placements, and so rows and every random draw after them.
+placements, and so rows and every random draw after them;
+14: the abdomen's deep fat: the liver and spleen reach the abdominal wall on their sides of the body
+where no lung lies between (a band of fat 15-30 mm wide lay round them), the liver's left lobe ends 0.2
+of the cavity's half width left of the midline at zn 0.56-0.60 (0.28-0.38: half the abdomen), the
+small-bowel loops spread out toward the flanks and the front wall (a ring of fat lay between them and the
+wall); the subcutaneous fat keeps the flat back's shape (it was an ellipse inside the skin's superellipse,
+leaving a skin band several mm thick at the back's corners); at the hips the gluteal muscles fill the
+sides and back out to the subcutaneous fat (the wall ended there and the pelvis was mostly fat round small
+hip muscles), the obturator internus lines the pelvic side wall, the bladder reaches down to the
+symphysis, and the pubic bones close the pelvic ring in front (zn 0.85-0.90). Liver lesions may lie in the
+liver as drawn out to the wall, abdominal, mediastinal and lung lesions stay out of it, pelvic lesions out
+of the pubic bones and the larger bladder, so placements and rows change.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
