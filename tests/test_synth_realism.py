@@ -16,7 +16,7 @@ import pytest
 from deeplesion.catalog import Catalog, load_catalog
 from deeplesion.slices import read_slice_hu
 from deeplesion.synth import plan_release
-from deeplesion.synth.anatomy import TISSUE_HU, Tissue, random_body, region_contains
+from deeplesion.synth.anatomy import TISSUE_HU, Section, Tissue, random_body, region_contains
 from deeplesion.synth.lesions import compare_to_real, ks_statistic, real_stats
 from deeplesion.synth.phantom import (
     SliceGeometry,
@@ -701,6 +701,23 @@ def test_back_flatness_and_body_width_of_the_real_slices() -> None:
     assert 0.72 < float(np.median(widths)) < 0.82, np.median(widths)
 
 
+def gap_to_the_wall(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    section: Section,
+    cavity: Section,
+    side: float,
+    *,
+    band_mm: float,
+) -> float:
+    """mm between the cavity's elliptical edge and the outermost of the points (x, y) mm on ``side`` (-1
+    right, +1 left) in the row through the middle of ``section`` (within ``band_mm`` of it)."""
+    level = np.abs(y - section.cy) < band_mm
+    reach = float(np.abs(x[level & (x * side > 0)]).max())
+    edge = cavity.a * math.sqrt(max(1.0 - ((section.cy - cavity.cy) / cavity.b) ** 2, 0.0))
+    return edge - reach
+
+
 def test_the_lungs_reach_the_chest_wall_down_to_their_bases() -> None:
     """Version 10: between a lung's section and the ribs lay a band of fat, and at the bases the lungs were
     small round spaces beside the spine; the drawn lung now meets the cavity's edge where it is near it."""
@@ -727,10 +744,8 @@ def test_the_lungs_reach_the_chest_wall_down_to_their_bases() -> None:
                 # lesions placed in the section lie in the drawn lung (an edge from a moved vertex to a
                 # still one may cut a corner of the section by a fraction of a pixel)
                 assert min(inside) > -0.5
-                level = np.abs(y - lung.cy) < 3.0  # the row through the lung's middle
-                reach = np.abs(x[level & (x * side > 0)]).max()
-                edge = cavity.a * np.sqrt(max(1.0 - ((lung.cy - cavity.cy) / cavity.b) ** 2, 0.0))
-                assert edge - reach < 3.0, (seed, zn, side, edge - reach)  # at the wall, no band of fat
+                gap = gap_to_the_wall(x, y, lung, cavity, side, band_mm=3.0)
+                assert gap < 3.0, (seed, zn, side, gap)  # at the wall, no band of fat
 
 
 def test_the_iliac_wing_is_thin_in_the_middle_and_the_sacral_canal_lies_behind_the_body() -> None:
@@ -925,7 +940,7 @@ def test_lung_vessels_of_the_real_slices() -> None:
 def test_the_gas_cap_is_the_lumen_in_front_of_the_level() -> None:
     """Version 12 moved the lumen's vertices behind the air-fluid level onto it, which drew a line of gas
     along the level out to the lumen's widest point, through the bowel wall."""
-    from deeplesion.synth.anatomy import Section, polygon_contains
+    from deeplesion.synth.anatomy import polygon_contains
     from deeplesion.synth.phantom import gas_cap
 
     lumen = Section(0.0, 0.0, 10.0, 10.0).polygon()
@@ -972,10 +987,8 @@ def test_the_liver_and_spleen_meet_the_abdominal_wall_below_the_lungs() -> None:
             assert section is not None
             rows, columns = np.nonzero(labels == tissue)
             x, y = geometry.to_body(columns.astype(float), rows.astype(float))
-            level = np.abs(y - section.cy) < 2.0  # the row through the organ's middle
-            reach = np.abs(x[level & (x * side > 0)]).max()
-            edge = cavity.a * np.sqrt(max(1.0 - ((section.cy - cavity.cy) / cavity.b) ** 2, 0.0))
-            assert edge - reach < 3.0, (seed, name, edge - reach)
+            gap = gap_to_the_wall(x, y, section, cavity, side, band_mm=2.0)
+            assert gap < 3.0, (seed, name, gap)
         rng = np.random.default_rng(0)
         series = make_series(geometry, StudyLook(), 5.0, [], rng)
         fat = [
