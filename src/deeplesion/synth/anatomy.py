@@ -677,6 +677,12 @@ class Body:
             [0.0, 0.30, 0.50, 0.62, 0.85, 1.9, 2.4, math.pi],
             [11.0, 11.0, 4.0, 4.0, 14.0, 14.0, 15.0, 15.0],
         )
+        # version 15: the flank muscles swell and thin along the flank, differently per patient and side
+        # (an even band looked like a tree ring)
+        swell = np.tanh(40.0 * self.outline_harmonics[:2].ravel())  # per patient, constant along z
+        flank = np.clip((phi - 0.62) / 0.25, 0.0, 1.0) * np.clip((2.4 - phi) / 0.4, 0.0, 1.0)
+        phase = np.where(direction[:, 0] > 0.0, 3.0 * swell[0], 3.0 * swell[1] + 1.0)
+        typical = typical * (1.0 + 0.22 * flank * np.sin(2.6 * phi + phase))
         skin = room(
             Section(0.0, 0.0, outer.a - 2.0 - 0.35 * fat, outer.b - 2.0 - 0.3 * fat, 0.0, wobble, flat)
         )
@@ -726,9 +732,7 @@ class Body:
                 blade_depth = bare[ends] + share * (thickness[ends] - bare[ends])
                 blades.append(inner[ends] + blade_depth[:, None] * direction[ends])
             if abdomen > 0.0 and hips < 0.5:  # between the three flank muscles
-                lateral = half[(phi[half] > 0.75) & (phi[half] < 2.0)]
-                for depth in (0.35, 0.68):
-                    planes.append(inner[lateral] + (depth * thickness[lateral])[:, None] * direction[lateral])
+                planes.extend(self._flank_planes(inner, direction, thickness, phi, half, side))
             elif hips >= 0.5:  # between the gluteus maximus behind and the smaller gluteal muscles in it
                 buttock_side = half[(phi[half] > 1.3) & (phi[half] < 2.7)]
                 planes.append(
@@ -738,6 +742,29 @@ class Body:
                 front = half[phi[half] < 1.3]
                 planes.append(inner[front] + (0.55 * thickness[front])[:, None] * direction[front])
         return Wall(inner + thickness[:, None] * direction, [p for p in planes if len(p) >= 2], blades, inner)
+
+    def _flank_planes(
+        self, inner: Array, direction: Array, thickness: Array, phi: Array, half: Array, side: float
+    ) -> list[Array]:
+        """The fat planes between the three flank muscles on one side (``half``: its cavity vertices in
+        order of ``phi``), as polylines. Version 15: two planes at 0.35 and 0.68 of the wall's depth along
+        the whole flank drew three even layers, parallel as tree rings; the layers now differ in thickness
+        (the transversus innermost and thinnest), each plane wanders across the muscle, and each covers
+        its own part of the flank, different per patient and side (from the body outline's harmonics: no
+        random draw, the slices of a body are rendered independently)."""
+        # (K, 2) per-patient numbers in [-1, 1] that do not change along z
+        jitter = np.tanh(40.0 * self.outline_harmonics.ravel())  # the amplitudes are at most 0.025
+        pick = 0 if side < 0 else 1
+        planes = []
+        # (depth, first and last phi): the outer plane (between the obliques) along most of the flank, the
+        # inner one (the transversus) along its back part
+        for k, (depth, start, end) in enumerate(((0.62, 0.8, 2.05), (0.3, 1.1, 2.0))):
+            u = float(jitter[(2 * k + pick) % len(jitter)])
+            w = float(jitter[(2 * k + pick + 3) % len(jitter)])
+            lateral = half[(phi[half] > start + 0.1 * (1.0 + u)) & (phi[half] < end - 0.1 * (1.0 - w))]
+            wander = depth + 0.12 * np.sin(4.0 * phi[lateral] + 3.0 * u + 1.7 * w)
+            planes.append(inner[lateral] + (wander * thickness[lateral])[:, None] * direction[lateral])
+        return planes
 
     def organ(self, name: str, z: float) -> Section | None:
         """Cross-section of organ ``name`` (a key of :data:`ORGANS`) at height ``z``; None outside it."""
@@ -1292,6 +1319,10 @@ def _stool_bubbles(loop: Loop, rng: np.random.Generator) -> Array:
 
 RENAL_HILUM_HALF_HEIGHT = 0.022
 """Half the height of a kidney's hilum, zn units (about 24 mm), around the middle keyframe of the kidney."""
+RENAL_SINUS_HALF_HEIGHT = 0.026
+"""Half the height of a kidney's sinus, zn units (about 28 mm), around the same keyframe: above and below
+it a slice cuts the poles, which are solid parenchyma (version 15; before, every slice of a kidney showed
+the sinus as a round dark hole)."""
 
 
 def widest_keyframe_zn(name: str) -> float:
@@ -1304,11 +1335,24 @@ def hilum_opening(body: Body, name: str, z: float) -> float:
     """How open kidney ``name``'s sinus is toward the midline at height ``z``: 1 at the widest keyframe of
     the kidney (scaled with the patient's kidney as :meth:`Body.organ` scales it), falling to 0 at
     :data:`RENAL_HILUM_HALF_HEIGHT` from it."""
+    return _kidney_band(body, name, z, RENAL_HILUM_HALF_HEIGHT)
+
+
+def renal_sinus_extent(body: Body, name: str, z: float) -> float:
+    """How much of kidney ``name``'s sinus a slice at height ``z`` cuts: 1 at the widest keyframe (the
+    hilum's middle), falling to 0 at :data:`RENAL_SINUS_HALF_HEIGHT` from it (the poles)."""
+    return _kidney_band(body, name, z, RENAL_SINUS_HALF_HEIGHT)
+
+
+def _kidney_band(body: Body, name: str, z: float, half_height: float) -> float:
+    """1 at kidney ``name``'s widest keyframe, falling linearly to 0 at ``half_height`` (zn units, before
+    the patient's size factor) from it; the kidney's keyframes scale about their middle as
+    :meth:`Body.organ` scales them."""
     keys = ORGANS[name][1]
     size = body.organ_jitter[name][2]
     mid = 0.5 * (keys[0][0] + keys[-1][0])
     local = mid + (body.zn(z) - mid) / size
-    return float(np.clip(1.0 - abs(local - widest_keyframe_zn(name)) / RENAL_HILUM_HALF_HEIGHT, 0.0, 1.0))
+    return float(np.clip(1.0 - abs(local - widest_keyframe_zn(name)) / half_height, 0.0, 1.0))
 
 
 REGIONS = ("lung", "mediastinum", "liver", "abdomen", "kidney", "pelvis", "bone", "soft_tissue")

@@ -45,6 +45,7 @@ from deeplesion.synth.anatomy import (
     pelvic_ring,
     pelvic_wings,
     polygon_contains,
+    renal_sinus_extent,
     sacrum_parts,
     smooth_step,
 )
@@ -814,7 +815,9 @@ def _draw_kidneys(canvas: Canvas, body: Body, z: float) -> None:
         if kidney is not None:
             canvas.section(kidney, Tissue.KIDNEY)
             _draw_pyramids(canvas, kidney)
-            _draw_renal_hilum(canvas, body, kidney, hilum_opening(body, name, z), z)
+            extent = renal_sinus_extent(body, name, z)
+            if extent > 0.0:  # the poles are solid parenchyma
+                _draw_renal_hilum(canvas, body, kidney, hilum_opening(body, name, z), extent, z)
 
 
 def _draw_mesenteric_vessels(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
@@ -848,24 +851,57 @@ def _draw_liver_vessels(canvas: Canvas, body: Body, z: float, liver: Section) ->
     canvas.segments(centres - along, centres + along, 2.0 * radii[inside], Tissue.VEIN)
 
 
-def _draw_renal_hilum(canvas: Canvas, body: Body, kidney: Section, opening: float, z: float) -> None:
-    """The renal sinus, and at the hilum's height (``opening`` 0-1) its opening toward the midline with
-    the renal pelvis inside and the renal vein running to the IVC (version 11: the sinus was an ellipse
-    inside the kidney at every height, which drew the kidney as a round ring)."""
+def _draw_renal_hilum(
+    canvas: Canvas, body: Body, kidney: Section, opening: float, extent: float, z: float
+) -> None:
+    """The renal sinus: fat round the major calyces, which reach toward the pyramids, with small vessels
+    in it; at the hilum's height (``opening`` 0-1) its opening toward the midline with the renal pelvis
+    inside and the renal vein running to the IVC. ``extent`` (0-1, :func:`renal_sinus_extent`) shrinks the
+    sinus toward the poles. Version 15: the sinus was an ellipse in the middle of every slice of the
+    kidney, which drew the kidney as a ring round a round dark hole, poles included (version 11 had
+    already opened it at the hilum)."""
     medial = 1.0 if kidney.cx < 0 else -1.0  # along the kidney's own first axis
     cos, sin = math.cos(kidney.angle), math.sin(kidney.angle)
-    depth = (0.25 + 0.5 * opening) * kidney.a * medial
-    cx, cy = kidney.cx + depth * cos, kidney.cy + depth * sin
+    size = 0.55 + 0.45 * extent
+
+    def to_body(u: float, v: float) -> tuple[float, float]:
+        """The kidney's own axes (u toward the hilum, v along its second axis), mm, to the body frame."""
+        return kidney.cx + medial * u * cos - v * sin, kidney.cy + medial * u * sin + v * cos
+
+    depth = (0.25 + 0.55 * opening) * kidney.a  # at the hilum the sinus reaches past the kidney's edge
+    cx, cy = to_body(depth, 0.0)
+    # the kidney's own random outline, damped, makes each sinus a little different (no random draw here:
+    # the slices of a body are rendered independently)
+    wobble = 0.6 * kidney.harmonics
+    jitter = np.tanh(25.0 * kidney.harmonics.ravel())  # the amplitudes are at most 0.04
     canvas.section(
-        Section(cx, cy, 0.42 * kidney.a, (0.45 - 0.1 * opening) * kidney.b, kidney.angle), Tissue.RENAL_SINUS
+        Section(
+            cx,
+            cy,
+            (0.3 + 0.12 * opening) * size * kidney.a,
+            (0.36 - 0.06 * opening) * size * kidney.b,
+            kidney.angle,
+            wobble,
+        ),
+        Tissue.RENAL_SINUS,
     )
+    # the major calyces: fat-lined stalks from the sinus toward the pyramids (:func:`_draw_pyramids` fans
+    # them over +-1.6 rad from the side away from the hilum), each ending in a cup of urine
+    small = min(kidney.a, kidney.b)
+    for k, fan in enumerate((-1.1, 0.0, 1.1)):
+        fan += 0.3 * float(jitter[(2 * k) % len(jitter)])
+        reach = size * (0.36 + 0.08 * float(jitter[(2 * k + 1) % len(jitter)]))
+        u, v = depth - 0.2 * kidney.a - reach * kidney.a * math.cos(fan), reach * kidney.b * math.sin(fan)
+        end = to_body(u, v)
+        canvas.line(np.array([[cx, cy], end]), 0.26 * size * small, Tissue.RENAL_SINUS)
+        canvas.circle(end[0], end[1], 0.08 * small, Tissue.URINE)
+    for along in (-0.12, 0.14):  # segmental vessels in the sinus fat
+        vessel = to_body(depth + 0.05 * kidney.a, along * kidney.b)
+        canvas.circle(vessel[0], vessel[1], 1.6, Tissue.VEIN)
     if opening < 0.3:
         return
-    pelvis = 0.12 * kidney.a * medial
-    canvas.section(
-        Section(cx + pelvis * cos, cy + pelvis * sin, 0.2 * kidney.a, 0.16 * kidney.b, kidney.angle),
-        Tissue.URINE,
-    )
+    pelvis = to_body(depth + 0.12 * kidney.a, 0.0)
+    canvas.section(Section(pelvis[0], pelvis[1], 0.2 * kidney.a, 0.16 * kidney.b, kidney.angle), Tissue.URINE)
     ivc = body.vessel("ivc", z)
     if ivc is not None:
         # the vein leaves in front of the pelvis; the aorta and IVC are drawn over its ends later

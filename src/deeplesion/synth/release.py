@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 14
+GENERATOR_VERSION = 15
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -160,7 +160,14 @@ sides and back out to the subcutaneous fat (the wall ended there and the pelvis 
 hip muscles), the obturator internus lines the pelvic side wall, the bladder reaches down to the
 symphysis, and the pubic bones close the pelvic ring in front (zn 0.85-0.90). Liver lesions may lie in the
 liver as drawn out to the wall, abdominal, mediastinal and lung lesions stay out of it, pelvic lesions out
-of the pubic bones and the larger bladder, so placements and rows change.
+of the pubic bones and the larger bladder, so placements and rows change;
+15: the kidneys' sinus: only the middle of a kidney's height holds it (the poles are solid parenchyma),
+irregular, with three major calyces reaching toward the pyramids, cups of urine at their ends and
+segmental vessels in its fat (an ellipse in every slice of the kidney drew a ring round a round dark
+hole); the flank muscles swell and thin along the flank, and the two fat planes between them wander
+across the muscle and cover different stretches per patient and side (two planes at fixed shares of an
+even wall drew three layers as parallel as tree rings); images only: plans, placements and rows are
+version 14's.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
