@@ -817,7 +817,7 @@ def _draw_kidneys(canvas: Canvas, body: Body, z: float) -> None:
             _draw_pyramids(canvas, kidney)
             extent = renal_sinus_extent(body, name, z)
             if extent > 0.0:  # the poles are solid parenchyma
-                _draw_renal_hilum(canvas, body, kidney, hilum_opening(body, name, z), extent, z)
+                _draw_renal_sinus(canvas, body, kidney, hilum_opening(body, name, z), extent, z)
 
 
 def _draw_mesenteric_vessels(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
@@ -851,7 +851,7 @@ def _draw_liver_vessels(canvas: Canvas, body: Body, z: float, liver: Section) ->
     canvas.segments(centres - along, centres + along, 2.0 * radii[inside], Tissue.VEIN)
 
 
-def _draw_renal_hilum(
+def _draw_renal_sinus(
     canvas: Canvas, body: Body, kidney: Section, opening: float, extent: float, z: float
 ) -> None:
     """The renal sinus: fat round the major calyces, which reach toward the pyramids, with small vessels
