@@ -174,6 +174,25 @@ def test_a_pair_is_answered_through_a_third_study_when_the_direct_link_went_else
     assert answers["confidence"].tolist() == [0.0]  # no direct link: the answer carries no link confidence
 
 
+def test_a_pair_within_one_study_is_never_answered_with_its_own_source() -> None:
+    """The path evidence runs from the source through another study and back into the target study,
+    which for a pair within one study (the lesion on its other series) is the source's own study: the
+    walk came back to the source itself and named it (patient 569 of valid.json, until 2026-12-07)."""
+    from deeplesion.tracking import ResolvedPairs
+    from deeplesion.tracking.pairs import pair_answers
+
+    rows = [lesion(1, 1, (0.50, 0.50, 0.5), 20.0)]
+    rows += [lesion(1, 2, (0.50, 0.50, 0.5), 20.0), lesion(1, 2, (0.85, 0.50, 0.5), 20.0, series=2)]
+    catalog = catalog_of(rows)
+    source, target = 1, 2
+    assert catalog.study[source] == catalog.study[target] and catalog.series[target] == 2
+    result = track_lesions(catalog, parameters=dataclasses.replace(FITTED, path_weight=0.05))
+    # the far row is linked to nothing, so there is no answer; the source must not answer for it
+    assert pair_answers(result, ResolvedPairs(["B"], np.array([source]), np.array([target])))[
+        "method"
+    ].tolist() == [-1]
+
+
 def test_unknown_patient_and_input_findings() -> None:
     rows = [lesion(1, 1, (0.3, 0.4, 0.5), 20.0, kind=LesionType.UNKNOWN), lesion(2, 1, (0.3, 0.4, 0.5), 20.0)]
     rows.append(lesion(2, 2, (0.3, 0.4, 0.5), 20.0))

@@ -315,7 +315,9 @@ def _path_answer(result: TrackingResult, source: int, target_study: int, path_we
         elif int(study[other]) != own_study:
             for onward in result.links_from(other):
                 end = onward.other(other)
-                if int(study[end]) == target_study:
+                # back to the source itself: it is never its own answer (a pair within one study asks
+                # for the lesion on the other series)
+                if int(study[end]) == target_study and end != source:
                     score[end] = score.get(end, 0.0) + path_weight * weight(link) * weight(onward)
     return max(score, key=lambda row: score[row]) if score else -1
 
