@@ -459,10 +459,18 @@ def test_the_scapulae_are_thin_blades_in_the_muscles_behind_the_chest_wall() -> 
     assert scapular.argmax() == 2 and pectoral.argmax() == 1  # round the scapula; in front
 
 
+def section_mask(geometry: SliceGeometry, section: Section) -> npt.NDArray[np.bool_]:
+    """(size, size) bool: the pixels inside ``section`` (body mm) in the unposed ``geometry``."""
+    import cv2
+
+    mask = np.zeros((geometry.size, geometry.size), dtype=np.uint8)
+    cv2.fillPoly(mask, [np.rint(geometry.points_to_px(section.polygon())).astype(np.int32)], 1)
+    return mask > 0
+
+
 def test_the_kidneys_are_drawn_whole_in_front_of_the_back_muscles() -> None:
     """Version 11 drew the paraspinal muscles after the kidneys, over the back half of each: a small lump
     beside the spine where real slices show the whole kidney."""
-    import cv2
 
     from deeplesion.synth.anatomy import widest_keyframe_zn
 
@@ -475,9 +483,8 @@ def test_the_kidneys_are_drawn_whole_in_front_of_the_back_muscles() -> None:
             section = body.organ(name, z)
             assert section is not None
             labels = render_labels(body, geometry, z)
-            mask = np.zeros_like(labels)
-            cv2.fillPoly(mask, [np.rint(geometry.points_to_px(section.polygon())).astype(np.int32)], 1)
-            shown = np.isin(labels[mask > 0], kidney_labels).mean()
+            mask = section_mask(geometry, section)
+            shown = np.isin(labels[mask], kidney_labels).mean()
             assert shown > 0.9, (seed, name, shown)  # aorta, IVC and spine may cover a corner
 
 
@@ -1053,9 +1060,8 @@ def test_the_kidney_poles_are_solid_and_the_sinus_branches_toward_the_hilum() ->
                 section = body.organ(name, z)
                 assert section is not None
                 labels = render_labels(body, geometry, z)
-                inside = np.zeros_like(labels)
-                cv2.fillPoly(inside, [np.rint(geometry.points_to_px(section.polygon())).astype(np.int32)], 1)
-                sinus = (np.isin(labels, sinus_labels) & (inside > 0)).astype(np.uint8)
+                inside = section_mask(geometry, section)
+                sinus = (np.isin(labels, sinus_labels) & inside).astype(np.uint8)
                 if z != middle:
                     assert sinus.sum() < 0.01 * inside.sum(), (seed, name, z)  # a pole: parenchyma
                     continue

@@ -183,6 +183,14 @@ def random_harmonics(rng: np.random.Generator, strength: float, count: int = 4) 
     return rng.uniform(-1.0, 1.0, (count, 2)) * strength * 2.0 / k
 
 
+def harmonic_jitter(harmonics: Array, scale: float) -> Array:
+    """(2K,) per-patient numbers in (-1, 1) read off a section's random (K, 2) ``harmonics``:
+    ``tanh(scale * harmonics)``, with ``scale`` about 1 / the largest amplitude. The renderer draws no
+    random numbers (a body's slices render independently, in any order), so drawings that need variety
+    per patient read it here; the numbers change only where the harmonics do."""
+    return np.tanh(scale * harmonics.ravel())
+
+
 def interpolate(keys: Sequence[tuple[float, ...]], zn: float) -> tuple[float, ...] | None:
     """Linear interpolation of keyframes ``(zn, v1, v2, ...)`` (sorted by zn); None outside their span."""
     if not keys[0][0] <= zn <= keys[-1][0]:
@@ -678,10 +686,11 @@ class Body:
             [11.0, 11.0, 4.0, 4.0, 14.0, 14.0, 15.0, 15.0],
         )
         # version 15: the flank muscles swell and thin along the flank, differently per patient and side
-        # (an even band looked like a tree ring)
-        swell = np.tanh(40.0 * self.outline_harmonics[:2].ravel())  # per patient, constant along z
+        # (an even band looked like a tree ring); the outline's harmonics are constant along z and at most
+        # 0.025
+        jitter = harmonic_jitter(self.outline_harmonics, 40.0)
         flank = np.clip((phi - 0.62) / 0.25, 0.0, 1.0) * np.clip((2.4 - phi) / 0.4, 0.0, 1.0)
-        phase = np.where(direction[:, 0] > 0.0, 3.0 * swell[0], 3.0 * swell[1] + 1.0)
+        phase = np.where(direction[:, 0] > 0.0, 3.0 * jitter[0], 3.0 * jitter[1] + 1.0)
         typical = typical * (1.0 + 0.22 * flank * np.sin(2.6 * phi + phase))
         skin = room(
             Section(0.0, 0.0, outer.a - 2.0 - 0.35 * fat, outer.b - 2.0 - 0.3 * fat, 0.0, wobble, flat)
@@ -732,7 +741,7 @@ class Body:
                 blade_depth = bare[ends] + share * (thickness[ends] - bare[ends])
                 blades.append(inner[ends] + blade_depth[:, None] * direction[ends])
             if abdomen > 0.0 and hips < 0.5:  # between the three flank muscles
-                planes.extend(self._flank_planes(inner, direction, thickness, phi, half, side))
+                planes.extend(_flank_planes(inner, direction, thickness, phi, half, side, jitter))
             elif hips >= 0.5:  # between the gluteus maximus behind and the smaller gluteal muscles in it
                 buttock_side = half[(phi[half] > 1.3) & (phi[half] < 2.7)]
                 planes.append(
@@ -742,29 +751,6 @@ class Body:
                 front = half[phi[half] < 1.3]
                 planes.append(inner[front] + (0.55 * thickness[front])[:, None] * direction[front])
         return Wall(inner + thickness[:, None] * direction, [p for p in planes if len(p) >= 2], blades, inner)
-
-    def _flank_planes(
-        self, inner: Array, direction: Array, thickness: Array, phi: Array, half: Array, side: float
-    ) -> list[Array]:
-        """The fat planes between the three flank muscles on one side (``half``: its cavity vertices in
-        order of ``phi``), as polylines. Version 15: two planes at 0.35 and 0.68 of the wall's depth along
-        the whole flank drew three even layers, parallel as tree rings; the layers now differ in thickness
-        (the transversus innermost and thinnest), each plane wanders across the muscle, and each covers
-        its own part of the flank, different per patient and side (from the body outline's harmonics: no
-        random draw, the slices of a body are rendered independently)."""
-        # (K, 2) per-patient numbers in [-1, 1] that do not change along z
-        jitter = np.tanh(40.0 * self.outline_harmonics.ravel())  # the amplitudes are at most 0.025
-        pick = 0 if side < 0 else 1
-        planes = []
-        # (depth, first and last phi): the outer plane (between the obliques) along most of the flank, the
-        # inner one (the transversus) along its back part
-        for k, (depth, start, end) in enumerate(((0.62, 0.8, 2.05), (0.3, 1.1, 2.0))):
-            u = float(jitter[(2 * k + pick) % len(jitter)])
-            w = float(jitter[(2 * k + pick + 3) % len(jitter)])
-            lateral = half[(phi[half] > start + 0.1 * (1.0 + u)) & (phi[half] < end - 0.1 * (1.0 - w))]
-            wander = depth + 0.12 * np.sin(4.0 * phi[lateral] + 3.0 * u + 1.7 * w)
-            planes.append(inner[lateral] + (wander * thickness[lateral])[:, None] * direction[lateral])
-        return planes
 
     def organ(self, name: str, z: float) -> Section | None:
         """Cross-section of organ ``name`` (a key of :data:`ORGANS`) at height ``z``; None outside it."""
@@ -1315,6 +1301,28 @@ def _stool_bubbles(loop: Loop, rng: np.random.Generator) -> Array:
             rng.uniform(1.0, 3.5, count),
         ]
     )
+
+
+def _flank_planes(
+    inner: Array, direction: Array, thickness: Array, phi: Array, half: Array, side: float, jitter: Array
+) -> list[Array]:
+    """The fat planes between the three flank muscles on one side (``half``: its cavity vertices in order
+    of ``phi``), as polylines; ``jitter``: the body outline's :func:`harmonic_jitter`. Version 15: two
+    planes at 0.35 and 0.68 of the wall's depth along the whole flank drew three even layers, parallel as
+    tree rings; the layers now differ in thickness (the transversus innermost and thinnest), each plane
+    wanders across the muscle, and each covers its own part of the flank, different per patient and
+    side."""
+    pick = 0 if side < 0 else 1
+    planes = []
+    # (depth, first and last phi): the outer plane (between the obliques) along most of the flank, the
+    # inner one (the transversus) along its back part
+    for k, (depth, start, end) in enumerate(((0.62, 0.8, 2.05), (0.3, 1.1, 2.0))):
+        u = float(jitter[(2 * k + pick) % len(jitter)])
+        w = float(jitter[(2 * k + pick + 3) % len(jitter)])
+        lateral = half[(phi[half] > start + 0.1 * (1.0 + u)) & (phi[half] < end - 0.1 * (1.0 - w))]
+        wander = depth + 0.12 * np.sin(4.0 * phi[lateral] + 3.0 * u + 1.7 * w)
+        planes.append(inner[lateral] + (wander * thickness[lateral])[:, None] * direction[lateral])
+    return planes
 
 
 RENAL_HILUM_HALF_HEIGHT = 0.022

@@ -38,6 +38,7 @@ from deeplesion.synth.anatomy import (
     bone_sections,
     drawn_lungs,
     femoral_heads,
+    harmonic_jitter,
     hilum_opening,
     hip_muscles,
     iliacus,
@@ -873,7 +874,7 @@ def _draw_renal_sinus(
     # the kidney's own random outline, damped, makes each sinus a little different (no random draw here:
     # the slices of a body are rendered independently)
     wobble = 0.6 * kidney.harmonics
-    jitter = np.tanh(25.0 * kidney.harmonics.ravel())  # the amplitudes are at most 0.04
+    jitter = harmonic_jitter(kidney.harmonics, 25.0)  # the amplitudes are at most 0.04
     canvas.section(
         Section(
             cx,
