@@ -921,15 +921,31 @@ def chest_wall_start(cavity: Section, directions: Array, lungs: dict[float, Arra
     return start
 
 
-LUNG_VESSEL_TARGETS = 1800
+LUNG_VESSEL_TARGETS = 1200
 """Points of lung tissue each of a lung's two vessel trees supplies (:func:`lung_vessel_tree`): one
 terminal branch each."""
-LUNG_VESSEL_LEAF_MM = 0.5
-"""Radius of a terminal branch, mm; a branch feeding n terminals has ``LUNG_VESSEL_LEAF_MM * n **``
-:data:`LUNG_VESSEL_TAPER`."""
-LUNG_VESSEL_TAPER = 0.2
-"""Exponent of the radius on the number of terminals fed. Murray's law (1/3) made the central branches,
-which lie in the slice for centimetres, fill twice the share of the lung that real slices show."""
+LUNG_VESSEL_LEAF_MM = 0.55
+"""Radius of a terminal branch, mm (:func:`lung_vessel_radius`)."""
+LUNG_VESSEL_TAPER = 0.1
+"""Exponent of the radius on the number of terminals fed (:func:`lung_vessel_radius`). Murray's law (1/3)
+made the branches halfway out, which lie in the slice for centimetres, fill twice the share of the lung
+that real slices show."""
+LUNG_VESSEL_TRUNK_MM = (5.0, 1.5)
+"""The extra radius of the branches near the hilum: the first (mm) times (n / N) to the second, for a
+branch feeding n of the tree's N terminals: lobar and segmental vessels of 6-10 mm where the tree starts,
+under 0.5 mm more a sixteenth of the way down."""
+LUNG_VESSEL_REACH = 0.3
+"""A tree node feeding n of a tree's N terminals lies 1 - (n / N) ** this of the way from the hilum to the
+centroid of its terminals (:func:`_grow_tree`)."""
+
+
+def lung_vessel_radius(fed: npt.NDArray[np.integer] | Array, total: int) -> Array:
+    """(K,) radius, mm, of branches feeding (K,) ``fed`` terminals of a tree of ``total``: a slow taper
+    over the whole tree (:data:`LUNG_VESSEL_LEAF_MM`, :data:`LUNG_VESSEL_TAPER`) and thick trunks near the
+    hilum (:data:`LUNG_VESSEL_TRUNK_MM`)."""
+    trunk, power = LUNG_VESSEL_TRUNK_MM
+    count = np.asarray(fed, dtype=np.float64)
+    return LUNG_VESSEL_LEAF_MM * count**LUNG_VESSEL_TAPER + trunk * (count / total) ** power
 
 
 def lung_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
@@ -939,12 +955,13 @@ def lung_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
 
     Each lung gets two trees, its arteries and its veins, grown from the hilum to
     :data:`LUNG_VESSEL_TARGETS` random points each inside the lung's cross-sections: a tree's points are
-    split in two along their widest spread, each half is reached by a branch that goes part of the way
-    (50-75%) to the half's centroid, and so on down to single points; branches taper
-    (:data:`LUNG_VESSEL_TAPER`) and wind a little (:data:`LUNG_VESSEL_WIND_MM`). Cut by an axial slice, a
-    branch that runs within the slice shows as a line, a steep one as a dot, thinner toward the
-    periphery, as a real lung's vessels do (version 11; before, 900 independent streaks of random
-    direction drew bright blobs all over the lung).
+    split in two along their widest spread as seen from the hilum, into a side branch and a continuation
+    (:func:`_grow_tree`), and so on down to single points; a node lies on the line from the hilum to the
+    centroid of the points it feeds (:data:`LUNG_VESSEL_REACH`), so branches fan out from the hilum;
+    branches taper (:func:`lung_vessel_radius`) and wind a little (:data:`LUNG_VESSEL_WIND_MM`). Cut by
+    an axial slice, a branch that runs within the slice shows as a line, a steep one as a dot, thinner
+    toward the periphery, as a real lung's vessels do (version 11; before, 900 independent streaks of
+    random direction drew bright blobs all over the lung; version 16 the fan and the trunks).
     """
     pieces = []
     for side, name in ((-1.0, "lung_R"), (1.0, "lung_L")):
@@ -990,6 +1007,7 @@ def _grow_tree(root: Array, points: Array, rng: np.random.Generator) -> Array:
     ``points`` (N, 3) mm, as :func:`lung_vessel_tree` describes; grown one level at a time for all nodes
     at once (a node per call took half a second per body)."""
     branches = []
+    total = len(points)
     position = root[None, :]  # (G, 3) one node per group of points
     group = np.zeros(len(points), dtype=np.int64)
     while len(points):
@@ -1007,38 +1025,57 @@ def _grow_tree(root: Array, points: Array, rng: np.random.Generator) -> Array:
         renumber = np.full(len(position), -1)
         renumber[alive] = np.arange(len(alive))
         group, position = renumber[group], position[alive]
-        # split each group in two halves along its widest spread
-        low = np.full((len(position), 3), np.inf)
-        high = np.full((len(position), 3), -np.inf)
-        np.minimum.at(low, group, points)
-        np.maximum.at(high, group, points)
+        # split each group along the widest spread of its points, measured across (their directions from
+        # the root, times the group's mean distance) and along (their distances): a side branch to 20-50%
+        # of them, on a random side, and the rest, which carries on in about the same direction
+        away = points - root
+        distance = np.linalg.norm(away, axis=1)
+        mean_distance = np.bincount(group, distance, len(position)) / np.bincount(group, None, len(position))
+        spread = np.column_stack(
+            [away / np.maximum(distance, 1e-9)[:, None] * mean_distance[group, None], distance]
+        )
+        low = np.full((len(position), 4), np.inf)
+        high = np.full((len(position), 4), -np.inf)
+        np.minimum.at(low, group, spread)
+        np.maximum.at(high, group, spread)
         axis = np.argmax(high - low, axis=1)
-        order = np.lexsort((points[np.arange(len(points)), axis[group]], group))
+        flip = rng.choice([-1.0, 1.0], len(position))
+        key = spread[np.arange(len(points)), axis[group]] * flip[group]
+        order = np.lexsort((key, group))
         points, group = points[order], group[order]
         counts = np.bincount(group, minlength=len(position))
         first = np.cumsum(counts) - counts
-        second_half = np.arange(len(points)) - first[group] >= counts[group] // 2
+        side = np.maximum(np.rint(counts * rng.uniform(0.2, 0.5, len(position))), 1)
+        second_half = np.arange(len(points)) - first[group] >= side[group]
         child = 2 * group + second_half
         sizes = np.bincount(child, minlength=2 * len(position))
         centroid = np.zeros((2 * len(position), 3))
         np.add.at(centroid, child, points)
         centroid /= sizes[:, None]
         start = np.repeat(position, 2, axis=0)
-        end = start + rng.uniform(0.5, 0.75, len(start))[:, None] * (centroid - start)
-        branches.append(np.column_stack([start, end, LUNG_VESSEL_LEAF_MM * sizes**LUNG_VESSEL_TAPER]))
+        # a node lies on the line from the root to its points' centroid, the further out the fewer points
+        # it feeds: branches radiate from the hilum and fork at acute angles (version 16; before, each
+        # went 50-75% of the way from its parent to the centroid, and the splits along alternating axes
+        # drew a tangle of right-angled turns)
+        reach = 1.0 - (sizes / total) ** LUNG_VESSEL_REACH * rng.uniform(0.85, 1.15, len(start))
+        end = root + np.clip(reach, 0.0, 1.0)[:, None] * (centroid - root)
+        branches.append(np.column_stack([start, end, lung_vessel_radius(sizes, total)]))
         position, group = end, child
     return np.concatenate(branches)
 
 
-LUNG_VESSEL_Z_EXTENT_MM = 60.0
-"""More than any vessel piece's height span, radius included: a piece is at most 10 mm long and its
-radius under 2 mm, and its ends move along z by normal draws of 2.5 mm standard deviation, so a span of
-60 mm needs a difference of two draws beyond 12 standard deviations (checked when a body is made). A
-slice at z meets only pieces whose lowest point lies within this below z."""
-LUNG_VESSEL_WIND_MM = (10.0, 0.4, 2.5)
+LUNG_VESSEL_Z_EXTENT_MM = 36.0
+"""More than any vessel piece's height span, radius included: a piece is at most 10 mm long, its radius
+at most 6.2 mm (:func:`lung_vessel_radius` of a whole tree), and its ends move along z by normal draws of
+1 mm standard deviation, so a span of 36 mm needs two draws 13.6 mm apart, 9.6 standard deviations of
+their difference (checked when a body is made). A slice at z meets only pieces whose lowest point lies
+within this below z."""
+LUNG_VESSEL_WIND_MM = (10.0, 0.6, 1.0)
 """A vessel branch is cut into pieces of about the first length (mm) whose joints are moved at random, by
 the second in-plane and the third along z (standard deviations, mm): a straight branch lying in the slice
-drew one long line, a winding one leaves and re-enters the slab as real vessels do."""
+drew one long line, a winding one leaves and re-enters the slab as real vessels do. Version 16 moves the
+joints by 1 mm along z (2.5 before, when a vessel was drawn only where it lay within its radius of the
+slice's sampled heights)."""
 
 
 def _wind(segments: Array, rng: np.random.Generator) -> Array:

@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 15
+GENERATOR_VERSION = 16
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -167,7 +167,15 @@ segmental vessels in its fat (an ellipse in every slice of the kidney drew a rin
 hole); the flank muscles swell and thin along the flank, and the two fat planes between them wander
 across the muscle and cover different stretches per patient and side (two planes at fixed shares of an
 even wall drew three layers as parallel as tree rings); images only: plans, placements and rows are
-version 14's.
+version 14's;
+16: the lung vessels: each tree fans out from the hilum (a node lies on the line from the hilum to the
+centroid of the points it feeds, a branch forks into a side branch and a continuation; half-way splits
+along alternating axes drew a tangle of right-angled turns), thick trunks near the hilum, thinner
+branches elsewhere; each vessel is drawn with the share of the slab it fills (partial volume, anti-aliased,
+fading where it leaves the slab), so fine vessels lying in a 5 mm slice are faint grey lines and steep ones
+dots (they were tissue labels where the centre line lay within a radius of the slice's sampled heights:
+full contrast in pixel steps, broken into dashes); images only: plans, placements and rows are version
+14's.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
