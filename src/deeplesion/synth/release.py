@@ -174,8 +174,11 @@ along alternating axes drew a tangle of right-angled turns), thick trunks near t
 branches elsewhere; each vessel is drawn with the share of the slab it fills (partial volume, anti-aliased,
 fading where it leaves the slab), so fine vessels lying in a 5 mm slice are faint grey lines and steep ones
 dots (they were tissue labels where the centre line lay within a radius of the slice's sampled heights:
-full contrast in pixel steps, broken into dashes); images only: plans, placements and rows are version
-14's.
+full contrast in pixel steps, broken into dashes); a thick slice cuts each rib once over the heights it
+samples, with marrow only where the slab lies inside the rib's marrow and partial-volume bone toward the
+ends of an oblique cut (each height cut the rib at its own place, and the two rings of cortex averaged
+into a chain of links); a lesion's texture stops growing with its radius at 20 mm (a 110 mm mass was
+mottled like stool); images only: plans, placements and rows are version 14's.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
