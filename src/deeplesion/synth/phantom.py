@@ -479,13 +479,22 @@ class Canvas:
             section = replace(section, a=section.a - inset_mm, b=section.b - inset_mm)
         self.polygon(section.polygon(), tissue)
 
-    def polygon(self, points: npt.NDArray[np.float64], tissue: Tissue) -> None:
-        """Fill the closed polygon through (N, 2) points mm (nothing for fewer than 3)."""
+    def polygon(
+        self, points: npt.NDArray[np.float64], tissue: Tissue, *, keep: tuple[Tissue, ...] = ()
+    ) -> None:
+        """Fill the closed polygon through (N, 2) points mm (nothing for fewer than 3), but for the pixels
+        already labelled one of ``keep``."""
         import cv2
 
         if len(points) < 3:
             return
-        cv2.fillPoly(self.labels, [self._px(points)], int(tissue), cv2.LINE_8, SHIFT)
+        if not keep:
+            cv2.fillPoly(self.labels, [self._px(points)], int(tissue), cv2.LINE_8, SHIFT)
+            return
+        inside = np.zeros_like(self.labels)
+        cv2.fillPoly(inside, [self._px(points)], 1, cv2.LINE_8, SHIFT)
+        fill = inside.astype(bool) & ~np.isin(self.labels, keep)
+        self.labels[fill] = int(tissue)
 
     def circle(self, x: float, y: float, radius: float, tissue: Tissue) -> None:
         """Fill a disc of ``radius`` mm."""
@@ -831,11 +840,35 @@ def _draw_kidneys(canvas: Canvas, body: Body, z: float) -> None:
     for name in ("kidney_R", "kidney_L"):
         kidney = body.organ(name, z)
         if kidney is not None:
+            _draw_perirenal_fat(canvas, kidney)
             canvas.section(kidney, Tissue.KIDNEY)
             _draw_pyramids(canvas, kidney)
             extent = renal_sinus_extent(body, name, z)
             if extent > 0.0:  # the poles are solid parenchyma
                 _draw_renal_sinus(canvas, body, kidney, hilum_opening(body, name, z), extent, z)
+
+
+PERIRENAL_FAT_MM = (6.0, 3.0)
+"""The fat round a kidney: a margin of the first (mm) round its section, shifted by the second toward the
+back and the flank, so that it is thin in front and toward the spine and thick behind and outside."""
+PERIRENAL_KEEP = (Tissue.LIVER, Tissue.SPLEEN, Tissue.BILE, Tissue.VEIN, Tissue.ARTERY)
+"""What the perirenal fat is not drawn over: the liver and spleen with their vessels and the gallbladder,
+whose lesion regions must show their own tissue (a real kidney meets the liver with little fat between)."""
+
+
+def _draw_perirenal_fat(canvas: Canvas, kidney: Section) -> None:
+    """Fat round a kidney (version 16: kidneys lay against muscle, bowel and liver, round balls that read
+    as bowel loops; real kidneys sit in their perirenal fat)."""
+    margin, shift = PERIRENAL_FAT_MM
+    outward = 1.0 if kidney.cx > 0.0 else -1.0
+    fat = replace(
+        kidney,
+        cx=kidney.cx + outward * shift,
+        cy=kidney.cy + shift,
+        a=kidney.a + margin,
+        b=kidney.b + margin,
+    )
+    canvas.polygon(fat.polygon(), Tissue.VISCERAL_FAT, keep=PERIRENAL_KEEP)
 
 
 def _draw_mesenteric_vessels(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:

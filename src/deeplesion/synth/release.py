@@ -178,7 +178,11 @@ full contrast in pixel steps, broken into dashes); a thick slice cuts each rib o
 samples, with marrow only where the slab lies inside the rib's marrow and partial-volume bone toward the
 ends of an oblique cut (each height cut the rib at its own place, and the two rings of cortex averaged
 into a chain of links); a lesion's texture stops growing with its radius at 20 mm (a 110 mm mass was
-mottled like stool); images only: plans, placements and rows are version 14's.
+mottled like stool); the kidneys lie in perirenal fat, thin in front and thick behind and outside (they
+lay against muscle, bowel and liver like round loops; the fat is never drawn over the liver or spleen);
+the liver's vessels are thinner and shorter (a score of thick bright streaks in every slice); the
+vertebrae's trabecular bone is less mottled (texture 25 HU, was 45); images only: plans, placements and
+rows are version 14's.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
