@@ -1577,18 +1577,20 @@ def in_spine(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
     return np.asarray(inside | arch)
 
 
-def bone_sections(body: Body, z: float, *, wings: list[Section] | None = None) -> list[Section]:
+def bone_sections(
+    body: Body, z: float, *, wings: list[Section] | None = None, sacrum: list[Section] | None = None
+) -> list[Section]:
     """Cross-sections of the plate-like bones where bone lesions are placed: the vertebral body (first,
     when the slice has one), the sacrum, the iliac wings (in parts: :func:`iliac_wing_parts`) and
-    the sternum. ``wings``: both wings' parts when the caller has computed them already
-    (:func:`pelvic_wings`)."""
+    the sternum. ``wings`` and ``sacrum``: both wings' parts (:func:`pelvic_wings`) and the sacrum's
+    (:func:`sacrum_parts`) when the caller has computed them already."""
     sections = []
     spine = body.spine(z)
     if spine is not None:
         sections.append(Section(spine[0], spine[1], spine[2], spine[2] * 0.85))
     zn = body.zn(z)
     cavity = body.cavity(z)
-    sections.extend(sacrum_parts(body, z))
+    sections.extend(sacrum_parts(body, z) if sacrum is None else sacrum)
     sections.extend(pelvic_wings(body, z) if wings is None else wings)
     if 0.38 <= zn <= 0.53:
         sections.append(Section(0.0, cavity.cy - cavity.b - 6.0, 14.0, 7.0))

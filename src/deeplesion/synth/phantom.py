@@ -578,8 +578,9 @@ def render_labels(
     canvas.polygon(wall.outer, Tissue.MUSCLE)
     for plane in wall.planes:
         canvas.line(plane, 1.0, Tissue.FAT)  # thin: a faint seam after the blur, as on real CT
-    if zn > 0.52:  # the linea alba: a fat seam between the two rectus muscles
-        canvas.line(np.array([[0.0, cavity.cy], [0.0, -outline.b]]), 2.5, Tissue.FAT)
+    if zn > 0.52:  # the linea alba between the two rectus muscles: a faint seam (2.5 mm of fat before
+        # version 16 drew a dark cut down the front of every abdominal slice)
+        canvas.line(np.array([[0.0, cavity.cy], [0.0, -outline.b]]), 1.0, Tissue.FAT)
     _draw_shoulders(canvas, outline, wall, zn)
     canvas.section(cavity, Tissue.VISCERAL_FAT)
     _draw_mesenteric_vessels(canvas, body, z, cavity)
@@ -1146,12 +1147,12 @@ def _draw_bones(
     hips = femoral_heads(body, z)
     # the plates (sacrum, iliac wings, sternum): a wing's parts overlap, so all the cortex first and
     # then all the marrow, which leaves no cortex lines inside a wing
-    plates = bone_sections(body, z, wings=wings)[1 if spine is not None else 0 :]
+    sacrum = sacrum_parts(body, z)
+    plates = bone_sections(body, z, wings=wings, sacrum=sacrum)[1 if spine is not None else 0 :]
     for section in plates:
         canvas.section(section, Tissue.CORTICAL)
     for section in plates:
         canvas.section(section, Tissue.TRABECULAR, inset_mm=2.5)
-    sacrum = sacrum_parts(body, z)
     if sacrum and sacrum[0].a > 10.0:
         # the sacral canal: a flat triangle behind the body under a thin roof of lamina; small foramina in
         # the front of the alae, by the body (version 10: a round canal in the middle of the bone and a
