@@ -921,28 +921,34 @@ def chest_wall_start(cavity: Section, directions: Array, lungs: dict[float, Arra
     return start
 
 
-LUNG_VESSEL_TARGETS = 1200
+LUNG_VESSEL_TARGETS = 600
 """Points of lung tissue each of a lung's two vessel trees supplies (:func:`lung_vessel_tree`): one
-terminal branch each."""
-LUNG_VESSEL_LEAF_MM = 0.55
+terminal branch each. With :data:`LUNG_VESSEL_LEAF_MM` and :data:`LUNG_VESSEL_TAPER` fitted (version 17)
+to patient 1's real chest series at their own slice thickness and pixel spacing: the share of the lung
+above -500 HU and the number of separate vessel cuts (:func:`deeplesion.synth.realism.lung_vessels`);
+version 16's 1,200 points with 0.55 mm terminals drew twice the real number of cuts."""
+LUNG_VESSEL_LEAF_MM = 0.35
 """Radius of a terminal branch, mm (:func:`lung_vessel_radius`)."""
-LUNG_VESSEL_TAPER = 0.1
-"""Exponent of the radius on the number of terminals fed (:func:`lung_vessel_radius`). Murray's law (1/3)
-made the branches halfway out, which lie in the slice for centimetres, fill twice the share of the lung
-that real slices show."""
+LUNG_VESSEL_TAPER = 1.0 / 3.0
+"""Exponent of the radius on the number of terminals fed (:func:`lung_vessel_radius`): Murray's law, so
+that the branches halfway out are thick enough to be seen as lines out to the periphery. (Version 16's 0.1
+kept them at the terminals' width, a web of faint lines crowded round the hila.)"""
 LUNG_VESSEL_TRUNK_MM = (5.0, 1.5)
 """The extra radius of the branches near the hilum: the first (mm) times (n / N) to the second, for a
 branch feeding n of the tree's N terminals: lobar and segmental vessels of 6-10 mm where the tree starts,
 under 0.5 mm more a sixteenth of the way down."""
+LUNG_VESSEL_SPREAD = 0.97
+"""The terminals lie within this fraction of the lung section's half-axes (version 16's 0.85 left the
+outer part of the lung, which the drawn lung widens further toward the wall, without vessels)."""
 LUNG_VESSEL_REACH = 0.3
 """A tree node feeding n of a tree's N terminals lies 1 - (n / N) ** this of the way from the hilum to the
 centroid of its terminals (:func:`_grow_tree`)."""
 
 
 def lung_vessel_radius(fed: npt.NDArray[np.integer] | Array, total: int) -> Array:
-    """(K,) radius, mm, of branches feeding (K,) ``fed`` terminals of a tree of ``total``: a slow taper
-    over the whole tree (:data:`LUNG_VESSEL_LEAF_MM`, :data:`LUNG_VESSEL_TAPER`) and thick trunks near the
-    hilum (:data:`LUNG_VESSEL_TRUNK_MM`)."""
+    """(K,) radius, mm, of branches feeding (K,) ``fed`` terminals of a tree of ``total``: a taper by
+    Murray's law over the whole tree (:data:`LUNG_VESSEL_LEAF_MM`, :data:`LUNG_VESSEL_TAPER`) and thick
+    trunks near the hilum (:data:`LUNG_VESSEL_TRUNK_MM`)."""
     trunk, power = LUNG_VESSEL_TRUNK_MM
     count = np.asarray(fed, dtype=np.float64)
     return LUNG_VESSEL_LEAF_MM * count**LUNG_VESSEL_TAPER + trunk * (count / total) ** power
@@ -975,7 +981,8 @@ def lung_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
         heights = levels[[c is not None for c in sections]]
         count = 2 * LUNG_VESSEL_TARGETS
         level = rng.integers(0, len(table), count)
-        radius, angle = 0.85 * np.sqrt(rng.random(count)), rng.uniform(0.0, 2.0 * math.pi, count)
+        radius = LUNG_VESSEL_SPREAD * np.sqrt(rng.random(count))
+        angle = rng.uniform(0.0, 2.0 * math.pi, count)
         cx, cy, a, b = table[level].T
         targets = np.column_stack(
             [

@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 16
+GENERATOR_VERSION = 17
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -182,7 +182,13 @@ mottled like stool); the kidneys lie in perirenal fat, thin in front and thick b
 lay against muscle, bowel and liver like round loops; the fat is never drawn over the liver or spleen);
 the liver's vessels are thinner and shorter (a score of thick bright streaks in every slice); the
 vertebrae's trabecular bone is less mottled (texture 25 HU, was 45); images only: plans, placements and
-rows are version 14's.
+rows are version 14's;
+17: a vessel's line weight no longer jumps with the pixel spacing (its width was rounded to whole pixels,
+so a 1.1 mm vessel weighed twice as much at 0.73 mm pixels as at 0.74 mm); the trees supply 600 points
+each (were 1,200) spread out to 0.97 of the lung's section (0.85 left the periphery empty), with
+terminals of 0.35 mm radius (0.55) thickening by Murray's law toward the hilum (exponent 1/3, was 0.1):
+fewer, longer branches reaching the pleura, where the hila were crowded by a web of fine ones; images
+only: plans, placements and rows are version 14's.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
