@@ -1192,31 +1192,40 @@ def _draw_vertebra(canvas: Canvas, x: float, y: float, radius: float, z: float, 
     pedicles = [
         np.array([[x + side * 9.0, back - 2.0], [x + side * corner_x, back + corner_y]]) for side in (-1, 1)
     ]
+    # each part of the arch a cortex round marrow, drawn as the part in cortex and then its marrow inside
+    # (version 17: only the pedicles and the spinous process's root had marrow, so laminae, facets and
+    # transverse processes were solid cortex, and a 5 mm slice showed 2.7 times the real area above
+    # 500 HU round the spine)
+    parts: list[tuple[npt.NDArray[np.float64], float, float]] = []  # (points or centre, cortex, marrow) mm
     for side, pedicle in zip((-1.0, 1.0), pedicles, strict=True):
-        canvas.line(pedicle, 6.5, Tissue.CORTICAL)
-        canvas.line(np.array([pedicle[1], [x, back + 18.0]]), 5.0, Tissue.CORTICAL)  # lamina
-        canvas.circle(x + side * (corner_x + 2.5), back + corner_y + 1.0, 4.5, Tissue.CORTICAL)  # facet
+        parts.append((pedicle, 6.5, 3.5))
+        parts.append((np.array([pedicle[1], [x, back + 18.0]]), 5.0, 2.5))  # lamina
+        parts.append((np.array([[x + side * (corner_x + 2.5), back + corner_y + 1.0]]), 9.0, 6.0))  # facet
         if lumbar and (z / level_mm) % 1.0 > 0.55:
             tip = [x + side * (corner_x + 1.1 * radius), back + corner_y + 3.0]
-            canvas.line(np.array([pedicle[1], tip]), 5.0, Tissue.CORTICAL)
-    canvas.line(spinous[:2], 7.0, Tissue.CORTICAL)
-    canvas.line(spinous[1:], 4.5, Tissue.CORTICAL)
-    for pedicle in pedicles:
-        canvas.line(pedicle, 3.0, Tissue.TRABECULAR)
-    canvas.line(spinous[:2], 3.0, Tissue.TRABECULAR)
+            parts.append((np.array([pedicle[1], tip]), 5.0, 2.5))  # transverse process
+    parts.append((spinous[:2], 7.0, 3.5))
+    parts.append((spinous[1:], 4.5, 2.0))
+    for tissue, column in ((Tissue.CORTICAL, 1), (Tissue.TRABECULAR, 2)):
+        for part in parts:
+            points, width = part[0], float(part[column])  # type: ignore[arg-type]
+            if len(points) == 1:
+                canvas.circle(float(points[0, 0]), float(points[0, 1]), width / 2.0, tissue)
+            else:
+                canvas.line(points, width, tissue)
     vertebral_body = Section(x, y, radius, radius * 0.85)
     if in_disc:
         canvas.section(vertebral_body, Tissue.DISC)
     else:
         canvas.section(vertebral_body, Tissue.CORTICAL)
-        canvas.section(vertebral_body, Tissue.TRABECULAR, inset_mm=1.3)  # a thin cortex
+        canvas.section(vertebral_body, Tissue.TRABECULAR, inset_mm=0.9)  # a thin cortex
     if lumbar:
         canal = np.array([[-9.0, -1.5], [9.0, -1.5], [5.0, 10.5], [0.0, 13.5], [-5.0, 10.5]])
     else:
         angles = np.linspace(0.0, 2.0 * math.pi, 16, endpoint=False)
         canal = np.column_stack([7.5 * np.cos(angles), 5.0 + 7.0 * np.sin(angles)])
     middle = canal.mean(axis=0)
-    rim = middle + (canal - middle) * 1.2  # a cortex rim round the canal where it hollows the body
+    rim = middle + (canal - middle) * 1.12  # a cortex rim round the canal where it hollows the body
     canvas.polygon(rim + np.array([x, back]), Tissue.CORTICAL if not in_disc else Tissue.DISC)
     canvas.polygon(canal + np.array([x, back]), Tissue.CSF)
 
