@@ -1206,9 +1206,9 @@ def _draw_vertebra(canvas: Canvas, x: float, y: float, radius: float, z: float, 
             parts.append((np.array([pedicle[1], tip]), 5.0, 2.5))  # transverse process
     parts.append((spinous[:2], 7.0, 3.5))
     parts.append((spinous[1:], 4.5, 2.0))
-    for tissue, column in ((Tissue.CORTICAL, 1), (Tissue.TRABECULAR, 2)):
-        for part in parts:
-            points, width = part[0], float(part[column])  # type: ignore[arg-type]
+    for tissue in (Tissue.CORTICAL, Tissue.TRABECULAR):
+        for points, cortex, marrow in parts:
+            width = cortex if tissue == Tissue.CORTICAL else marrow
             if len(points) == 1:
                 canvas.circle(float(points[0, 0]), float(points[0, 1]), width / 2.0, tissue)
             else:
