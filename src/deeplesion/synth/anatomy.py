@@ -926,7 +926,8 @@ LUNG_VESSEL_TARGETS = 600
 terminal branch each. With :data:`LUNG_VESSEL_LEAF_MM` and :data:`LUNG_VESSEL_TAPER` fitted (version 17)
 to patient 1's real chest series at their own slice thickness and pixel spacing: the share of the lung
 above -500 HU and the number of separate vessel cuts (:func:`deeplesion.synth.realism.lung_vessels`);
-version 16's 1,200 points with 0.55 mm terminals drew twice the real number of cuts."""
+version 16's 1,200 points with 0.55 mm terminals drew two to two and a half times the real number of
+cuts."""
 LUNG_VESSEL_LEAF_MM = 0.35
 """Radius of a terminal branch, mm (:func:`lung_vessel_radius`)."""
 LUNG_VESSEL_TAPER = 1.0 / 3.0

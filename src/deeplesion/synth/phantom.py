@@ -1181,7 +1181,7 @@ def _draw_vertebra(canvas: Canvas, x: float, y: float, radius: float, z: float, 
     its disc, at the level boundaries), its back border hollowed by the spinal canal; the posterior arch
     of version 9: pedicles back from the body, laminae meeting in a V behind the canal, a spinous process
     tapering backward, articular facets at the pedicle-lamina corners and, in the lumbar spine (zn > 0.6,
-    mid-vertebra), transverse processes; marrow inside the pedicles and the spinous process. The canal
+    mid-vertebra), transverse processes; every part of the arch a cortex round marrow (version 17). The canal
     is round in the chest and triangular lower down."""
     level_mm = 16.0 if zn < 0.34 else 24.0 if zn < 0.6 else 32.0
     in_disc = ((z / level_mm) % 1.0) < 5.0 / level_mm
