@@ -298,28 +298,31 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
         20.0,
         0.10,
     ),
+    # version 17: ovals of aspect about 1.5 whose long axis runs 35 degrees from front-to-back, the hilum
+    # toward the front and the midline, centred further out (they were nearly round, 1.1, and 13 mm
+    # closer to the spine than the real kidneys of the shared slices)
     "kidney_R": (
         Tissue.KIDNEY,
         [
-            (0.612, -0.40, 0.50, 0.08, 0.12),
-            (0.625, -0.40, 0.49, 0.16, 0.22),
-            (0.655, -0.40, 0.48, 0.22, 0.30),
-            (0.69, -0.39, 0.47, 0.16, 0.22),
-            (0.705, -0.38, 0.46, 0.07, 0.10),
+            (0.612, -0.47, 0.43, 0.064, 0.144),
+            (0.625, -0.47, 0.42, 0.128, 0.264),
+            (0.655, -0.47, 0.41, 0.176, 0.36),
+            (0.69, -0.43, 0.40, 0.128, 0.264),
+            (0.705, -0.40, 0.39, 0.056, 0.12),
         ],
-        -25.0,
+        -35.0,
         0.04,
     ),
     "kidney_L": (
         Tissue.KIDNEY,
         [
-            (0.602, 0.40, 0.50, 0.08, 0.12),
-            (0.615, 0.40, 0.49, 0.16, 0.22),
-            (0.645, 0.40, 0.48, 0.22, 0.30),
-            (0.68, 0.39, 0.47, 0.16, 0.22),
-            (0.695, 0.38, 0.46, 0.07, 0.10),
+            (0.602, 0.47, 0.43, 0.064, 0.144),
+            (0.615, 0.47, 0.42, 0.128, 0.264),
+            (0.645, 0.47, 0.41, 0.176, 0.36),
+            (0.68, 0.43, 0.40, 0.128, 0.264),
+            (0.695, 0.40, 0.39, 0.056, 0.12),
         ],
-        25.0,
+        35.0,
         0.04,
     ),
     "pancreas": (
@@ -1484,12 +1487,18 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
             & ~in_spine(body, x, y, z)
         )
     if region == "kidney":
-        return (
+        # version 17's kidneys reach further out, where in a patient whose iliac crests lie high the iliac
+        # wing and the iliacus are drawn over a lower pole
+        inside = (
             in_organs(body, kidneys, x, y, z)
-            & ~in_organs(body, over, x, y, z)
+            & ~in_organs(body, (*over, *CAVITY_MUSCLES), x, y, z)
             & ~in_drawn_lungs(body, x, y, z)
+            & ~in_bone(body, x, y, z)
             & ~in_spine(body, x, y, z)
         )
+        for section in iliacus(pelvic_wings(body, z)):
+            inside &= ~section.contains(x, y)
+        return inside
     if region == "bone":
         inside = in_bone(body, x, y, z)
         for hx, hy, radius in femoral_heads(body, z):

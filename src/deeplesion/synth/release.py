@@ -190,8 +190,11 @@ terminals of 0.35 mm radius (0.55) thickening by Murray's law toward the hilum (
 fewer, longer branches reaching the pleura, where the hila were crowded by a web of fine ones; the
 vertebral arch's laminae, facets and transverse processes are cortex round marrow (they were solid
 cortex), the vertebral body's cortex is 0.9 mm (1.3) and the canal's rim thinner: a 5 mm slice showed 2.7
-times the real area above 500 HU round the spine, now 1.5 times; images only: plans, placements and rows
-are version 14's.
+times the real area above 500 HU round the spine, now 1.5 times; the kidneys are ovals of aspect about
+1.45 whose long axis runs 35 degrees from front-to-back with the hilum toward the front and the midline,
+centred further out and further forward (they were nearly round, aspect 1.1, 13 mm closer to the spine
+than the real ones), and the kidney region leaves out the iliac wings and the iliacus over a lower pole;
+the kidney lesions move with their kidneys, so placements and rows differ from version 16's.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
