@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import deeplesion
 from deeplesion.catalog import Catalog, load_catalog
 from deeplesion.slices import read_slice_hu
 from deeplesion.synth import plan_release
@@ -572,13 +573,10 @@ def test_the_vertebral_arch_is_cortex_round_marrow() -> None:
     assert high < 950.0, high
 
 
-@pytest.mark.skipif(not REAL_SLICES.is_dir(), reason="../shared/data/deeplesion/png16 is not present")
-def test_spine_dense_bone_of_the_real_slices() -> None:
+def test_spine_dense_bone_of_the_real_slices(png16_release: deeplesion.Release) -> None:
     """The real values the synthetic arch is compared with: the middle slice of each shared series, at its
-    own pixel spacing (from the union DL_info)."""
-    from .conftest import DL_INFO_DIR, require
-
-    catalog = load_catalog(require(DL_INFO_DIR / "DL_info_union.csv"))
+    own pixel spacing (from the union DL_info rows of the staged slices; the fixture skips without them)."""
+    catalog = png16_release.catalog
     spacing = dict(zip(catalog.folder.tolist(), catalog.spacing[:, 0].tolist(), strict=True))
     measured = []
     for folder in sorted(p for p in REAL_SLICES.iterdir() if p.name in spacing):
