@@ -137,6 +137,8 @@ class Section:
     back_power
         Exponent of the half on the +``b`` side (the back, for a body outline): 2 is the ellipse's half,
         more is a superellipse's, squarer (a back flattened on the table).
+    front_b
+        Semi-axis of the half on the -``b`` side (the front, for a body outline), mm; None: ``b``.
     """
 
     cx: float
@@ -146,6 +148,12 @@ class Section:
     angle: float = 0.0
     harmonics: Array = field(default_factory=lambda: np.zeros((0, 2)))
     back_power: float = 2.0
+    front_b: float | None = None
+
+    @property
+    def front(self) -> float:
+        """The semi-axis on the -``b`` side, mm (:attr:`front_b`, or ``b``)."""
+        return self.b if self.front_b is None else self.front_b
 
     def radius_factor(self, t: Array) -> Array:
         """The modulation ``1 + sum_k ...`` at parametric angles ``t`` (radians), any shape."""
@@ -161,7 +169,7 @@ class Section:
         if self.back_power != 2.0:  # the superellipse's radius on the back half (its front half as before)
             p = self.back_power
             r = r * np.where(_SIN1 > 0.0, (np.abs(_COS1) ** p + np.abs(_SIN1) ** p) ** (-1.0 / p), 1.0)
-        u, v = self.a * r * _COS1, self.b * r * _SIN1
+        u, v = self.a * r * _COS1, np.where(_SIN1 > 0.0, self.b, self.front) * r * _SIN1
         cos, sin = math.cos(self.angle), math.sin(self.angle)
         return np.stack([self.cx + u * cos - v * sin, self.cy + u * sin + v * cos], axis=1)
 
@@ -169,7 +177,8 @@ class Section:
         """Whether points (x, y) mm lie inside (the same outline :meth:`polygon` draws)."""
         dx, dy = np.asarray(x, dtype=np.float64) - self.cx, np.asarray(y, dtype=np.float64) - self.cy
         cos, sin = math.cos(self.angle), math.sin(self.angle)
-        u, v = (dx * cos + dy * sin) / self.a, (-dx * sin + dy * cos) / self.b
+        u, v = (dx * cos + dy * sin) / self.a, -dx * sin + dy * cos
+        v = v / np.where(v > 0.0, self.b, self.front)
         if self.back_power != 2.0:
             p = self.back_power
             rho = np.where(v > 0.0, (np.abs(u) ** p + np.abs(v) ** p) ** (1.0 / p), np.hypot(u, v))
@@ -216,6 +225,17 @@ BODY_KEYS = [
     (0.84, 180.0, 108.0, 0.88),
     (0.95, 178.0, 100.0, 0.80),
 ]
+
+# The standard outline (BODY_KEYS) holds this much subcutaneous fat at the flanks (mm, at the abdomen's
+# full share, :meth:`Body.fat_thickness`); a patient with more or less fat has an outline that much wider
+# or narrower round the same cavity. Version 17 drew 6-40 mm inside a fixed outline: the middle slices of
+# the 29 shared real series at zn 0.55-0.75 show 4.3/11.2/21.0 mm at the flanks (10th/50th/90th
+# percentile), version 17 11.6/25.1/33.4 mm; and a thin patient is a smaller patient, not one with a
+# bigger abdomen (body width at those heights, real 256/307/347 mm, version 18 275/307/329).
+FAT_STANDARD_MM = 23.0
+
+FRONT_FAT_SHARE = 0.5
+"""The front's extra subcutaneous fat, as a share of the flanks' (:meth:`Body.fat_thickness`)."""
 
 # Organs: name -> (tissue, keyframes (zn, cx, cy, a, b) in cavity units, angle degrees, irregularity).
 # "L"/"R" suffixes are the patient's left (+x) and right (-x).
@@ -566,7 +586,8 @@ class Body:
     width_scale, depth_scale
         Factors on the standard body outline (:data:`BODY_KEYS`).
     fat_mm
-        Subcutaneous fat thickness at the flanks, mm (anterior abdomen a little more).
+        Subcutaneous fat thickness at the flanks of the abdomen, mm; the outline is wider or narrower
+        than the standard one by the difference from :data:`FAT_STANDARD_MM`.
     fat_hu
         Offset of this patient's fat from the table value, HU.
     outline_harmonics
@@ -637,13 +658,37 @@ class Body:
     def _outline(self, z: float, keys: tuple[float, ...]) -> Section:
         half_width, half_depth, _ = keys
         wobble = self.outline_harmonics * (1.0 + 0.3 * math.sin(self.zn(z) * 9.0))
-        a, b = half_width * self.width_scale, half_depth * self.depth_scale
-        return Section(0.0, 0.0, a, b, 0.0, wobble, self.back_power)
+        below_chest = self._below_chest(z)
+        extra_fat = below_chest * (self.fat_mm - FAT_STANDARD_MM) * self._fat_share(z)
+        a = half_width * self.width_scale + extra_fat
+        b = half_depth * self.depth_scale + 0.8 * extra_fat
+        # the front's subcutaneous fat is thicker than the flanks' and the back's (shared real slices at
+        # zn 0.55-0.75: front/flank 1.21, back/flank 0.91, medians per slice; version 17 0.65 and 0.92);
+        # the wall and the cavity are laid out inside the outline without it (:meth:`cavity`, :meth:`wall`)
+        front = b + below_chest * FRONT_FAT_SHARE * self.fat_thickness(z)
+        return Section(0.0, 0.0, a, b, 0.0, wobble, self.back_power, front)
+
+    def _fat_share(self, z: float) -> float:
+        """The share of the abdomen's subcutaneous fat that lies at height ``z`` (less over the chest)."""
+        return 0.45 + 0.55 * min(max((self.zn(z) - 0.32) / 0.25, 0.0), 1.0)
+
+    def _below_chest(self, z: float) -> float:
+        """0 over the chest, 1 from below the scapulae's tips (zn 0.48-0.56 between).
+
+        Over the chest the shoulder-girdle and pectoral muscles take the subcutaneous fat's room
+        (:meth:`wall`); there the fat keeps version 17's thickness (:meth:`fat_thickness`) inside the
+        standard outline: thinner fat would leave the scapulae no muscle to lie in unless those muscles
+        widened the outline (not done)."""
+        return smooth_step(self.zn(z), 0.48, 0.56)
 
     def fat_thickness(self, z: float) -> float:
-        """Subcutaneous fat thickness at height ``z``, mm (thinner over the chest and neck)."""
-        zn = self.zn(z)
-        return self.fat_mm * (0.45 + 0.55 * min(max((zn - 0.32) / 0.25, 0.0), 1.0))
+        """Subcutaneous fat thickness at height ``z``, mm (thinner over the chest and neck).
+
+        Below the chest :attr:`fat_mm` (2-22 mm at the abdomen's flanks); over the chest the same draw
+        mapped onto version 17's range (6-40 mm at the abdomen's share), see :meth:`_below_chest`."""
+        below_chest = self._below_chest(z)
+        chest_mm = 6.0 + 1.7 * (self.fat_mm - 2.0)
+        return (below_chest * self.fat_mm + (1.0 - below_chest) * chest_mm) * self._fat_share(z)
 
     def cavity(self, z: float) -> Section:
         """The body cavity (inside muscles and ribs) at height ``z``: organs are placed in its units."""
@@ -1109,7 +1154,7 @@ def _wind(segments: Array, rng: np.random.Generator) -> Array:
 
 
 def random_body(rng: np.random.Generator) -> Body:
-    """A plausible adult (height scale 1000-1150 mm per zn unit, fat 6-40 mm, organs +-10%)."""
+    """A plausible adult (height scale 1000-1150 mm per zn unit, fat 2-22 mm, organs +-10%)."""
     width = float(rng.uniform(0.86, 1.14))
     jitter = {
         name: (
@@ -1222,7 +1267,7 @@ def random_body(rng: np.random.Generator) -> Body:
         height_mm=height,
         width_scale=width,
         depth_scale=width * float(rng.uniform(0.92, 1.1)),
-        fat_mm=float(rng.uniform(6.0, 40.0)),
+        fat_mm=float(rng.uniform(2.0, 22.0)),
         fat_hu=float(rng.uniform(-8.0, 8.0)),
         outline_harmonics=random_harmonics(rng, 0.025, 5),
         organ_jitter=jitter,

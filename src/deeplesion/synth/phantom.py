@@ -476,7 +476,8 @@ class Canvas:
                 return
             # version 14: keep every other field (the body's flat back: the inset fat was an ellipse inside
             # a superellipse skin, which left a skin band several mm thick at the back corners)
-            section = replace(section, a=section.a - inset_mm, b=section.b - inset_mm)
+            front = None if section.front_b is None else section.front_b - inset_mm
+            section = replace(section, a=section.a - inset_mm, b=section.b - inset_mm, front_b=front)
         self.polygon(section.polygon(), tissue)
 
     def polygon(
@@ -580,7 +581,7 @@ def render_labels(
         canvas.line(plane, 1.0, Tissue.FAT)  # thin: a faint seam after the blur, as on real CT
     if zn > 0.52:  # the linea alba between the two rectus muscles: a faint seam (2.5 mm of fat before
         # version 16 drew a dark cut down the front of every abdominal slice)
-        canvas.line(np.array([[0.0, cavity.cy], [0.0, -outline.b]]), 1.0, Tissue.FAT)
+        canvas.line(np.array([[0.0, cavity.cy], [0.0, -outline.front]]), 1.0, Tissue.FAT)
     _draw_shoulders(canvas, outline, wall, zn)
     canvas.section(cavity, Tissue.VISCERAL_FAT)
     _draw_mesenteric_vessels(canvas, body, z, cavity)
@@ -651,7 +652,7 @@ def _breasts(body: Body, outline: Section, zn: float) -> list[Section]:
     for side in (-1.0, 1.0):
         x = side * 0.45 * outline.a
         # the front of the outline at x (its ellipse without the wobble is close enough for a base)
-        y = -outline.b * math.sqrt(max(1.0 - 0.45**2, 0.0))
+        y = -outline.front * math.sqrt(max(1.0 - 0.45**2, 0.0))
         sections.append(Section(x, y + 0.3 * depth, 1.3 * depth + 25.0, depth, side * 0.35))
     return sections
 

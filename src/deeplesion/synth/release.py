@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 17
+GENERATOR_VERSION = 18
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -194,7 +194,12 @@ times the real area above 500 HU round the spine, now 1.5 times; the kidneys are
 1.45 whose long axis runs 35 degrees from front-to-back with the hilum toward the front and the midline,
 centred further out and further forward (they were nearly round, aspect 1.1, 13 mm closer to the spine
 than the real ones), and the kidney region leaves out the iliac wings and the iliacus over a lower pole;
-the kidney lesions move with their kidneys, so placements and rows differ from version 16's.
+the kidney lesions move with their kidneys, so placements and rows differ from version 16's;
+18: below the chest the subcutaneous fat is 2-22 mm at the flanks (6-40), half as much again in front,
+and lies outside a cavity of fixed size, so a thin patient's body is narrower (the cavity grew as the
+fat thinned): flanks 12 mm (real 11, version 17 25), front/flanks 1.18 (real 1.21, version 17 0.65); the
+field of view and the pixel spacing follow the narrower bodies, and lesions near the skin move with it,
+so rows differ from version 17's.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
