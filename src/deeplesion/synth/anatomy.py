@@ -617,7 +617,7 @@ class Body:
     ribs
         (2 * RIB_LEVELS, 5) one row per rib (right side's 12, then the left's): offset of its start height
         (mm), a draw of 3-10 that sets its gap from the cavity (0-2 mm more than the phantom's
-        ``RIB_DEPTH_MM``), its thickness (mm; drawn 0.75 times as wide in the slice plane), half its
+        ``RIB_DEPTH_MM``), its thickness (mm; drawn ``RIB_WIDTH`` times as wide in the slice plane), half its
         height along z (mm), and a factor on how far it descends from back to front.
     back_power
         Exponent of the skin outline's back half (:attr:`Section.back_power`): above 2 the back lies flat
@@ -1233,8 +1233,10 @@ def random_body(rng: np.random.Generator) -> Body:
         detail, 90, [(-0.9, 0.9), (-0.9, 0.9), (0.53, 0.68), (6.0, 18.0), (0.7, 2.0), (1.5, 7.0)]
     )
     liver_vessels[:, 2] *= height
+    # version 18: neighbouring ribs may differ by 5 mm in height and 10% in descent (10 mm and 30% let
+    # two ribs cross at the flank once they descend there steeply: one cut beside the other, a figure 8)
     ribs = _uniform_columns(
-        detail, 2 * RIB_LEVELS, [(-5.0, 5.0), (3.0, 10.0), (6.0, 9.5), (3.0, 5.0), (0.85, 1.15)]
+        detail, 2 * RIB_LEVELS, [(-2.5, 2.5), (3.0, 10.0), (6.0, 9.5), (3.0, 5.0), (0.95, 1.05)]
     )
     loops = [_bowel_contents(loop, detail) for loop in loops]
     # 40 more small-bowel loops (version 8): with 70 the abdomen looked emptier than the real slices
