@@ -1139,9 +1139,9 @@ def _draw_bones(
     wall: Wall,
     slab: tuple[float, float],
 ) -> None:
-    spine = body.spine(z)
-    if spine is not None:
-        _draw_vertebra(canvas, *spine, z, zn)
+    vertebral_body = body.vertebral_body(z)
+    if vertebral_body is not None:
+        _draw_vertebra(canvas, vertebral_body, z, zn)
     _draw_ribs(canvas, body, slab, cavity, wall)
     wings = pelvic_wings(body, z)
     for muscle in iliacus(wings):
@@ -1152,7 +1152,7 @@ def _draw_bones(
     # the plates (sacrum, iliac wings, sternum): a wing's parts overlap, so all the cortex first and
     # then all the marrow, which leaves no cortex lines inside a wing
     sacrum = sacrum_parts(body, z)
-    plates = bone_sections(body, z, wings=wings, sacrum=sacrum)[1 if spine is not None else 0 :]
+    plates = bone_sections(body, z, wings=wings, sacrum=sacrum)[1 if vertebral_body is not None else 0 :]
     for section in plates:
         canvas.section(section, Tissue.CORTICAL)
     for section in plates:
@@ -1177,8 +1177,9 @@ def _draw_bones(
         _draw_hip(canvas, x, y, radius, zn)
 
 
-def _draw_vertebra(canvas: Canvas, x: float, y: float, radius: float, z: float, zn: float) -> None:
-    """One vertebra (body centre x, y mm, radius mm) at height ``z`` mm, normalized ``zn``: the body (or
+def _draw_vertebra(canvas: Canvas, vertebral_body: Section, z: float, zn: float) -> None:
+    """One vertebra (:meth:`~deeplesion.synth.anatomy.Body.vertebral_body`) at height ``z`` mm,
+    normalized ``zn``: the body (or
     its disc, at the level boundaries), its back border hollowed by the spinal canal; the posterior arch
     of version 9: pedicles back from the body, laminae meeting in a V behind the canal, a spinous process
     tapering backward, articular facets at the pedicle-lamina corners and, in the lumbar spine (zn > 0.6,
@@ -1187,7 +1188,8 @@ def _draw_vertebra(canvas: Canvas, x: float, y: float, radius: float, z: float, 
     level_mm = 16.0 if zn < 0.34 else 24.0 if zn < 0.6 else 32.0
     in_disc = ((z / level_mm) % 1.0) < 5.0 / level_mm
     lumbar = zn > 0.6
-    back = y + 0.85 * radius  # the body's back border
+    x, y, radius = vertebral_body.cx, vertebral_body.cy, vertebral_body.a
+    back = y + vertebral_body.b  # the body's back border
     corner_x, corner_y = 11.5, 10.0  # where pedicle, lamina, facet (and transverse process) meet, from back
     spinous = np.array([[x, back + 17.0], [x, back + 26.0], [x, back + 34.0]])
     pedicles = [
@@ -1214,7 +1216,6 @@ def _draw_vertebra(canvas: Canvas, x: float, y: float, radius: float, z: float, 
                 canvas.circle(float(points[0, 0]), float(points[0, 1]), width / 2.0, tissue)
             else:
                 canvas.line(points, width, tissue)
-    vertebral_body = Section(x, y, radius, radius * 0.85)
     if in_disc:
         canvas.section(vertebral_body, Tissue.DISC)
     else:

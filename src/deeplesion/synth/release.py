@@ -203,7 +203,9 @@ so rows differ from version 17's; the ribs descend most steeply at the flank (a 
 front; a power curve put most of the descent in front), neighbouring ribs differ less in height and
 descent (they could cross), and are narrower in the slice's plane with a thinner cortex: within 50 degrees
 of the sides a slice at zn 0.55-0.64 cuts 9.1 ribs, 16 mm long (real 8.7 and 17; version 17 4.3 and 32,
-a few long bright bars).
+a few long bright bars); lumbar vertebral bodies 0.7 times as deep as wide (0.85 at every height: 36
+mm deep along the midline, real 29, now 28), the tubes beside them (aorta, IVC, oesophagus) pushed off
+the oval rather than a circle, which moves bone lesions in the vertebral bodies.
 A release of another version is not reused by ``deeplesion demo``."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
