@@ -674,6 +674,13 @@ class Body:
         front = b + below_chest * FRONT_FAT_SHARE * self.fat_thickness(z)
         return Section(0.0, 0.0, a, b, 0.0, wobble, self.back_power, front)
 
+    def location_frame(self, z: float) -> Section:
+        """The outline the normalized location is measured in at height ``z``: the standard outline at this
+        patient's scale, holding :data:`FAT_STANDARD_MM` of fat and no extra fat in front, so that a
+        structure's normalized place does not move with the patient's fat."""
+        half_width, half_depth, _ = self._body_keys(z)
+        return Section(0.0, 0.0, half_width * self.width_scale, half_depth * self.depth_scale)
+
     def _fat_share(self, z: float) -> float:
         """The share of the abdomen's subcutaneous fat that lies at height ``z`` (less over the chest)."""
         return 0.45 + 0.55 * min(max((self.zn(z) - 0.32) / 0.25, 0.0), 1.0)

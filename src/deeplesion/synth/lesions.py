@@ -67,17 +67,17 @@ class Strata:
 
 
 def normalized_location(body: Body, x: float, y: float, z: float) -> tuple[float, float, float]:
-    """(x, y, z) mm -> the normalized location DL_info.csv writes: x and y relative to the body outline's
-    semi-axes at that height (y: ``b`` either side of its centre; the extra fat in front,
-    :attr:`~deeplesion.synth.anatomy.Section.front_b`, left out), z the normalized height.
+    """(x, y, z) mm -> the normalized location DL_info.csv writes: x and y relative to the semi-axes of
+    the body's :meth:`~deeplesion.synth.anatomy.Body.location_frame` at that height, z the normalized
+    height.
 
     The real rows' x and y are not the body's extent: on the shared real slices at zn 0.55-0.75 the
     vertebral body's centre lies at 0.74 of the body's depth, while bone lesions average y 0.61. This
-    mapping is the one the per-type location means were matched with (version 18 kept it when the front's
-    fat grew: measured from the skin in front, bone and kidney lesions drifted 0.04-0.06 from the real
-    means)."""
-    outline = body.outline(z)
-    return (x + outline.a) / (2 * outline.a), (y + outline.b) / (2 * outline.b), body.zn(z)
+    frame is the outline the per-type location means were matched with up to version 17; version 18 keeps
+    it when the fat moved out of it (measured from the drawn skin instead, bone, kidney and soft-tissue
+    lesions drifted up to 0.06 from the real means)."""
+    frame = body.location_frame(z)
+    return (x + frame.a) / (2 * frame.a), (y + frame.b) / (2 * frame.b), body.zn(z)
 
 
 LESION_FIELD_RADIUS_MM = 215.0
@@ -123,8 +123,8 @@ def place(
     dx = np.concatenate([[0.0], (rings[:, None] * np.cos(angles)[None, :]).ravel()])
     dy = np.concatenate([[0.0], (rings[:, None] * np.sin(angles)[None, :]).ravel()])
     for z in heights:
-        outline = body.outline(z)
-        x0, y0 = (2.0 * xn - 1.0) * outline.a, (2.0 * yn - 1.0) * outline.b
+        frame = body.location_frame(z)
+        x0, y0 = (2.0 * xn - 1.0) * frame.a, (2.0 * yn - 1.0) * frame.b
         xs, ys = x0 + dx, y0 + dy
         fits = np.hypot(xs, ys) + reach_mm <= LESION_FIELD_RADIUS_MM
         for i in np.flatnonzero(region_mask(body, kind, xs, ys, z) & fits):
