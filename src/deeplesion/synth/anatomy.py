@@ -169,7 +169,8 @@ class Section:
         if self.back_power != 2.0:  # the superellipse's radius on the back half (its front half as before)
             p = self.back_power
             r = r * np.where(_SIN1 > 0.0, (np.abs(_COS1) ** p + np.abs(_SIN1) ** p) ** (-1.0 / p), 1.0)
-        u, v = self.a * r * _COS1, np.where(_SIN1 > 0.0, self.b, self.front) * r * _SIN1
+        depth = self.b if self.front_b is None else np.where(_SIN1 > 0.0, self.b, self.front_b)
+        u, v = self.a * r * _COS1, depth * r * _SIN1
         cos, sin = math.cos(self.angle), math.sin(self.angle)
         return np.stack([self.cx + u * cos - v * sin, self.cy + u * sin + v * cos], axis=1)
 
@@ -178,7 +179,7 @@ class Section:
         dx, dy = np.asarray(x, dtype=np.float64) - self.cx, np.asarray(y, dtype=np.float64) - self.cy
         cos, sin = math.cos(self.angle), math.sin(self.angle)
         u, v = (dx * cos + dy * sin) / self.a, -dx * sin + dy * cos
-        v = v / np.where(v > 0.0, self.b, self.front)
+        v = v / (self.b if self.front_b is None else np.where(v > 0.0, self.b, self.front_b))
         if self.back_power != 2.0:
             p = self.back_power
             rho = np.where(v > 0.0, (np.abs(u) ** p + np.abs(v) ** p) ** (1.0 / p), np.hypot(u, v))
