@@ -207,6 +207,9 @@ a few long bright bars); lumbar vertebral bodies 0.7 times as deep as wide (0.85
 mm deep along the midline, real 29, now 28), the tubes beside them (aorta, IVC, oesophagus) pushed off
 the oval rather than a circle, which moves bone lesions in the vertebral bodies.
 A release of another version is not reused by ``deeplesion demo``."""
+QUIRK_CONTEXT_MM = 12.0
+"""The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
+key slice of their series where the run allows: beyond the +-8 mm that a 9-slice 2 mm context reads."""
 ZIP_TIMESTAMP = (2018, 7, 27, 0, 0, 0)  # the date the release was re-zipped into whole-series archives
 CONTEXT_MM = 25.0  # each key slice brings about +-25 mm of neighbours, more for large lesions
 INTERVALS_MM = (5.0, 1.0, 2.0, 2.5)
@@ -996,17 +999,23 @@ def _plant_quirks(
         file_name=records[window_row].file_name,
     )
 
-    # file-level quirks on non-key slices strictly inside a run, in different series where possible
+    # file-level quirks on non-key slices strictly inside a run, in different series where possible, and
+    # out of the default context of every key slice where the run allows (a quirk beside a key slice made
+    # a training loader on this release fail on the slice that the inventory is there to find first)
     keys = {(x.folder, x.key_slice) for x in records}
     candidates = []
     for plan in plans:
         for series in plan.series:
             if series.geometry.size != 512:
                 continue
+            own_keys = [number for folder, number in keys if folder == series.folder]
             for start, end in series.runs:
                 inner = [n for n in range(start + 1, end) if (series.folder, n) not in keys]
-                if inner:
-                    candidates.append((series.folder, inner))
+                apart = [
+                    n for n in inner if all(abs(n - k) * series.interval > QUIRK_CONTEXT_MM for k in own_keys)
+                ]
+                if apart or inner:
+                    candidates.append((series.folder, apart or inner))
     if len(candidates) < 3:
         raise UsageError(
             "too few series to plant the file quirks; use `patients=3` or more with `quirks=True`"
