@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -569,16 +570,9 @@ def test_the_flank_ribs_are_cut_as_often_and_as_short_as_on_real_slices() -> Non
     slice within 50 degrees of the sides, 17.4 mm long, 57 mm^2 and 537 HU (medians). Version 17's ribs
     descended half as steeply at the flank, 1.5 times as wide with 1.25 mm of cortex: 4.3 cuts, 31.6 mm,
     191 mm^2, 844 HU on these bodies; version 18 9.1, 16.2 mm, 79 mm^2, 632 HU."""
-    cuts, slices = [], 0
-    for seed in range(10):
-        rng = np.random.default_rng(seed)
-        body = random_body(rng)
-        series = make_series(SliceGeometry(512, 0.75, -1024.0), StudyLook(), 5.0, [], rng)
-        for zn in (0.55, 0.60, 0.64):
-            cuts.append(flank_rib_cuts(render_slice(body, series, zn * body.height_mm, rng), 0.75))
-            slices += 1
+    cuts = [flank_rib_cuts(hu, 0.75) for hu in synthetic_slices(10, (0.55, 0.60, 0.64))]
     every = np.concatenate(cuts)
-    assert 6.0 < len(every) / slices < 12.0, len(every) / slices
+    assert 6.0 < len(every) / len(cuts) < 12.0, len(every) / len(cuts)
     long, area, high = np.median(every, axis=0)
     assert long < 23.0, long
     assert area < 110.0, area
@@ -587,16 +581,7 @@ def test_the_flank_ribs_are_cut_as_often_and_as_short_as_on_real_slices() -> Non
 
 def test_the_flank_rib_cuts_of_the_real_slices(png16_release: deeplesion.Release) -> None:
     """The real values the synthetic ribs are compared with (the fixture skips without ../shared)."""
-    catalog = png16_release.catalog
-    first: dict[str, int] = {}
-    for i, folder in enumerate(catalog.folder.tolist()):
-        first.setdefault(folder, i)
-    cuts = []
-    for folder in sorted(p for p in REAL_SLICES.iterdir() if p.name in first):
-        i = first[folder.name]
-        if 0.52 <= catalog.location[i, 2] <= 0.66:
-            files = sorted(folder.glob("*.png"))
-            cuts.append(flank_rib_cuts(read_slice_hu(files[len(files) // 2]), float(catalog.spacing[i, 0])))
+    cuts = [flank_rib_cuts(hu, spacing) for hu, spacing in real_middle_slices(png16_release, 0.52, 0.66)]
     assert len(cuts) >= 20
     every = np.concatenate(cuts)
     assert 6.0 < len(every) / len(cuts) < 12.0, len(every) / len(cuts)
@@ -653,34 +638,18 @@ def test_the_lumbar_vertebral_bodies_are_as_deep_as_real_ones() -> None:
     """Real (the middle slices of the 24 shared series whose rows lie at zn 0.55-0.75 and show a body):
     29.0 mm deep (median; interquartile 25.0-33.7); version 17 drew every body 0.85 times as deep as wide:
     36.0 mm on 8 bodies (zn 0.60, 0.65, 0.70), version 18 0.70 times in the lumbar spine: 27.8 mm."""
-    depths = []
-    for seed in range(8):
-        rng = np.random.default_rng(seed)
-        body = random_body(rng)
-        series = make_series(SliceGeometry(512, 0.75, -1024.0), StudyLook(), 5.0, [], rng)
-        for zn in (0.60, 0.65, 0.70):
-            depth = vertebral_body_depth_mm(render_slice(body, series, zn * body.height_mm, rng), 0.75)
-            if depth is not None:
-                depths.append(depth)
+    measured = [vertebral_body_depth_mm(hu, 0.75) for hu in synthetic_slices(8, (0.60, 0.65, 0.70))]
+    depths = [depth for depth in measured if depth is not None]
     assert len(depths) >= 12
     assert 24.0 < np.median(depths) < 32.0, np.median(depths)
 
 
 def test_the_vertebral_body_depth_of_the_real_slices(png16_release: deeplesion.Release) -> None:
     """The real values the synthetic vertebral bodies are compared with (skips without ../shared)."""
-    catalog = png16_release.catalog
-    first: dict[str, int] = {}
-    for i, folder in enumerate(catalog.folder.tolist()):
-        first.setdefault(folder, i)
-    depths = []
-    for folder in sorted(p for p in REAL_SLICES.iterdir() if p.name in first):
-        i = first[folder.name]
-        if 0.55 <= catalog.location[i, 2] <= 0.75:
-            files = sorted(folder.glob("*.png"))
-            middle = read_slice_hu(files[len(files) // 2])
-            depth = vertebral_body_depth_mm(middle, float(catalog.spacing[i, 0]))
-            if depth is not None:
-                depths.append(depth)
+    measured = [
+        vertebral_body_depth_mm(hu, spacing) for hu, spacing in real_middle_slices(png16_release, 0.55, 0.75)
+    ]
+    depths = [depth for depth in measured if depth is not None]
     assert len(depths) >= 15
     assert 24.0 < np.median(depths) < 32.0, np.median(depths)
 
@@ -691,15 +660,8 @@ def test_the_vertebral_arch_is_cortex_round_marrow() -> None:
     transverse processes as solid cortex, round a vertebral body with 1.3 mm of cortex: 553 mm^2 and 1042 HU
     on 5 mm slices of 8 bodies; version 17 gives each part of the arch a marrow core and the body 0.9 mm of
     cortex: 308 mm^2 and 812 HU."""
-    measured = []
-    for seed in range(8):
-        rng = np.random.default_rng(seed)
-        body = random_body(rng)
-        series = make_series(SliceGeometry(512, 0.75, -1024.0), StudyLook(), 5.0, [], rng)
-        for zn in (0.45, 0.55, 0.62, 0.68):
-            value = spine_dense_bone(render_slice(body, series, zn * body.height_mm, rng), 0.75)
-            if value is not None:
-                measured.append(value)
+    values = [spine_dense_bone(hu, 0.75) for hu in synthetic_slices(8, (0.45, 0.55, 0.62, 0.68))]
+    measured = [value for value in values if value is not None]
     area, high = np.median(np.asarray(measured), axis=0)
     assert area < 450.0, area
     assert high < 950.0, high
@@ -720,6 +682,33 @@ def test_spine_dense_bone_of_the_real_slices(png16_release: deeplesion.Release) 
     area, high = np.median(np.asarray(measured), axis=0)
     assert 150.0 < area < 300.0, area
     assert 600.0 < high < 800.0, high
+
+
+def synthetic_slices(bodies: int, heights: tuple[float, ...]) -> Iterator[npt.NDArray[np.int16]]:
+    """5 mm slices at 0.75 mm pixels, with a study's noise, of random bodies 0 .. ``bodies`` - 1 at each of
+    the normalized ``heights``, body after body."""
+    for seed in range(bodies):
+        rng = np.random.default_rng(seed)
+        body = random_body(rng)
+        series = make_series(SliceGeometry(512, 0.75, -1024.0), StudyLook(), 5.0, [], rng)
+        for zn in heights:
+            yield render_slice(body, series, zn * body.height_mm, rng)
+
+
+def real_middle_slices(
+    release: deeplesion.Release, low: float, high: float
+) -> Iterator[tuple[npt.NDArray[np.floating], float]]:
+    """The middle staged slice (HU) of each shared real series whose first row lies at normalized height
+    ``low``-``high``, with the series' pixel spacing (mm)."""
+    catalog = release.catalog
+    first: dict[str, int] = {}
+    for i, folder in enumerate(catalog.folder.tolist()):
+        first.setdefault(folder, i)
+    for folder in sorted(p for p in REAL_SLICES.iterdir() if p.name in first):
+        i = first[folder.name]
+        if low <= catalog.location[i, 2] <= high:
+            files = sorted(folder.glob("*.png"))
+            yield read_slice_hu(files[len(files) // 2]), float(catalog.spacing[i, 0])
 
 
 def subcutaneous_fat_mm(hu: npt.NDArray[np.floating], spacing: float) -> dict[str, float]:
@@ -765,15 +754,8 @@ def test_the_subcutaneous_fat_is_as_thick_as_on_real_slices() -> None:
     the back (0.91). Version 17 drew 6-40 mm inside a fixed outline, the front thinnest: flanks 25.1 mm
     (11.6-33.4), front 0.65 of the flanks. Version 18 draws 2-22 mm round a fixed cavity, half as much
     again in front: 12.0 mm (5.2-18.2), 1.18, 0.95."""
-    rows = []
-    for seed in range(12):
-        rng = np.random.default_rng(seed)
-        body = random_body(rng)
-        series = make_series(SliceGeometry(512, 0.75, -1024.0), StudyLook(), 5.0, [], rng)
-        for zn in (0.62, 0.68):
-            fat = subcutaneous_fat_mm(render_slice(body, series, zn * body.height_mm, rng), 0.75)
-            rows.append((fat["front"], fat["flank"], fat["back"]))
-    front, flank, back = np.asarray(rows).T
+    fats = [subcutaneous_fat_mm(hu, 0.75) for hu in synthetic_slices(12, (0.62, 0.68))]
+    front, flank, back = np.array([(fat["front"], fat["flank"], fat["back"]) for fat in fats]).T
     assert 9.0 < np.median(flank) < 15.0, np.median(flank)
     assert np.percentile(flank, 90) < 23.0, np.percentile(flank, 90)
     assert 1.0 < np.median(front / flank) < 1.5, np.median(front / flank)
@@ -782,19 +764,9 @@ def test_the_subcutaneous_fat_is_as_thick_as_on_real_slices() -> None:
 
 def test_the_subcutaneous_fat_of_the_real_slices(png16_release: deeplesion.Release) -> None:
     """The real values the synthetic fat is compared with (the fixture skips without ../shared)."""
-    catalog = png16_release.catalog
-    first: dict[str, int] = {}
-    for i, folder in enumerate(catalog.folder.tolist()):
-        first.setdefault(folder, i)
-    rows = []
-    for folder in sorted(p for p in REAL_SLICES.iterdir() if p.name in first):
-        i = first[folder.name]
-        if 0.55 <= catalog.location[i, 2] <= 0.75:
-            files = sorted(folder.glob("*.png"))
-            fat = subcutaneous_fat_mm(read_slice_hu(files[len(files) // 2]), float(catalog.spacing[i, 0]))
-            rows.append((fat["front"], fat["flank"], fat["back"]))
-    assert len(rows) >= 20
-    front, flank, back = np.asarray(rows).T
+    fats = [subcutaneous_fat_mm(hu, spacing) for hu, spacing in real_middle_slices(png16_release, 0.55, 0.75)]
+    assert len(fats) >= 20
+    front, flank, back = np.array([(fat["front"], fat["flank"], fat["back"]) for fat in fats]).T
     assert 9.0 < np.median(flank) < 14.0, np.median(flank)
     assert np.percentile(flank, 90) < 23.0, np.percentile(flank, 90)
     assert 1.0 < np.median(front / flank) < 1.5, np.median(front / flank)
