@@ -591,19 +591,33 @@ def test_the_flank_rib_cuts_of_the_real_slices(png16_release: deeplesion.Release
     assert 450.0 < high < 700.0, high
 
 
+def spine_region(
+    hu: npt.NDArray[np.floating], spacing: float, half_width_mm: float, threshold: float
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.bool_]] | None:
+    """The lower half of the image within ``half_width_mm`` of its middle column, and the mask of its largest
+    region above ``threshold`` HU (the spine, in a supine CT); None where nothing is above it."""
+    from scipy import ndimage
+
+    height, width = hu.shape
+    half = int(half_width_mm / spacing)
+    lower = hu[height // 2 :, width // 2 - half : width // 2 + half]
+    labels, count = ndimage.label(lower > threshold)
+    if count == 0:
+        return None
+    sizes = ndimage.sum(lower > threshold, labels, range(1, count + 1))
+    return lower, labels == int(np.argmax(sizes)) + 1
+
+
 def spine_dense_bone(hu: npt.NDArray[np.floating], spacing: float) -> tuple[float, float] | None:
     """Area (mm^2) above 500 HU in a 70 mm box round the spine (the largest region above 200 HU in the
     lower middle of the image), and the 90th percentile HU of the box's pixels above 200 HU."""
     from scipy import ndimage
 
-    height, width = hu.shape
-    half = int(40.0 / spacing)
-    lower = hu[height // 2 :, width // 2 - half : width // 2 + half]
-    labels, count = ndimage.label(lower > 200.0)
-    if count == 0:
+    found = spine_region(hu, spacing, 40.0, 200.0)
+    if found is None:
         return None
-    sizes = ndimage.sum(lower > 200.0, labels, range(1, count + 1))
-    cy, cx = ndimage.center_of_mass(labels == int(np.argmax(sizes)) + 1)
+    lower, largest = found
+    cy, cx = ndimage.center_of_mass(largest)
     reach = int(35.0 / spacing)
     top, left = max(int(cy) - reach, 0), max(int(cx) - reach, 0)
     box = lower[top : top + 2 * reach, left : left + 2 * reach]
@@ -616,14 +630,10 @@ def vertebral_body_depth_mm(hu: npt.NDArray[np.floating], spacing: float) -> flo
     None where there is no body (at a disc, below the spine)."""
     from scipy import ndimage
 
-    smooth = ndimage.uniform_filter(np.asarray(hu, dtype=np.float32), 3)
-    height, width = smooth.shape
-    half = int(60.0 / spacing)
-    lower = smooth[height // 2 :, width // 2 - half : width // 2 + half]
-    labels, count = ndimage.label(lower > 150.0)
-    if count == 0:
+    found = spine_region(ndimage.uniform_filter(np.asarray(hu, dtype=np.float32), 3), spacing, 60.0, 150.0)
+    if found is None:
         return None
-    largest = labels == int(np.argmax(ndimage.sum(lower > 150.0, labels, range(1, count + 1)))) + 1
+    lower, largest = found
     column = int(np.median(np.nonzero(largest)[1]))
     rows = np.flatnonzero(largest[:, column - 1 : column + 2].any(axis=1))
     if len(rows) == 0:
