@@ -20,10 +20,26 @@ from deeplesion.slices import encode_slice
 from .release_builder import build, lesion_row
 
 
+def planted_bad_slices_reach(release: Path, catalog: deeplesion.Catalog) -> float:
+    """The context (mm round the key slices) that takes in the planted 8-bit and truncated slices: the
+    release plants them away from the key slices (`synth --quirks`), at least 8 mm."""
+    manifest = json.loads((release / "synth-manifest.json").read_text())
+    reach = 8.0
+    for quirk in manifest["quirks"]:
+        if quirk["quirk"] in ("png-8bit", "unreadable-png"):
+            path = Path(quirk["path"])
+            rows = np.flatnonzero(catalog.folder == path.parent.name)
+            interval = float(catalog.slice_interval_mm[rows[0]])
+            nearest = int(np.abs(catalog.key_slice[rows] - int(path.stem)).min())
+            reach = max(reach, nearest * interval + 1.0)
+    return reach
+
+
 def test_samples_from_the_cache_are_bit_identical(shared_release: Path, tmp_path: Path) -> None:
     # the shared release is read-only to tests: the cache goes elsewhere, as for a read-only root
     catalog = load_catalog(shared_release / "DL_info.csv")
-    summary = build_cache(shared_release, catalog, cache_dir=tmp_path / "cache", context_mm=8.0, jobs=2)
+    reach = planted_bad_slices_reach(shared_release, catalog)
+    summary = build_cache(shared_release, catalog, cache_dir=tmp_path / "cache", context_mm=reach, jobs=2)
     assert summary.written > 0 and len(summary.failed) == 2  # the planted 8-bit and truncated slices
     plain = deeplesion.open(shared_release)
     cached = deeplesion.open(shared_release, cache=tmp_path / "cache")
@@ -40,7 +56,7 @@ def test_samples_from_the_cache_are_bit_identical(shared_release: Path, tmp_path
         assert np.array_equal(expected.boxes, cached.sample(lesion).boxes)
         compared += 1
     assert compared >= 20
-    again = build_cache(shared_release, catalog, cache_dir=tmp_path / "cache", context_mm=8.0)
+    again = build_cache(shared_release, catalog, cache_dir=tmp_path / "cache", context_mm=reach)
     assert again.written == 0 and again.present == summary.written  # resumable: nothing redone
     info = cache_info(tmp_path / "cache", shared_release, verify=True)
     assert info.findings == [] and info.runs == summary.written and info.bytes > 0
