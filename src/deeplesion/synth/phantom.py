@@ -1178,13 +1178,12 @@ def _draw_bones(
 
 
 def _draw_vertebra(canvas: Canvas, vertebral_body: Section, z: float, zn: float) -> None:
-    """One vertebra (:meth:`~deeplesion.synth.anatomy.Body.vertebral_body`) at height ``z`` mm,
-    normalized ``zn``: the body (or
-    its disc, at the level boundaries), its back border hollowed by the spinal canal; the posterior arch
-    of version 9: pedicles back from the body, laminae meeting in a V behind the canal, a spinous process
-    tapering backward, articular facets at the pedicle-lamina corners and, in the lumbar spine (zn > 0.6,
-    mid-vertebra), transverse processes; every part of the arch a cortex round marrow (version 17). The canal
-    is round in the chest and triangular lower down."""
+    """One vertebra (:meth:`~deeplesion.synth.anatomy.Body.vertebral_body`) at height ``z`` mm, normalized
+    ``zn``: the body (or its disc, at the level boundaries), its back border hollowed by the spinal canal;
+    the posterior arch of version 9: pedicles back from the body, laminae meeting in a V behind the canal,
+    a spinous process tapering backward, articular facets at the pedicle-lamina corners and, in the lumbar
+    spine (zn > 0.6, mid-vertebra), transverse processes; every part of the arch a cortex round marrow
+    (version 17). The canal is round in the chest and triangular lower down."""
     level_mm = 16.0 if zn < 0.34 else 24.0 if zn < 0.6 else 32.0
     in_disc = ((z / level_mm) % 1.0) < 5.0 / level_mm
     lumbar = zn > 0.6
@@ -1266,6 +1265,9 @@ RIB_CORTEX_MM = 0.8
 mm, a bright ring: the 90th percentile of the flank ribs' cuts was 844 HU, real 537), and never less
 than a pixel (drawn in whole pixels, 0.8 mm at 0.75 mm pixels could leave marrow touching the lung)."""
 RIB_DEPTH_MM = 1.0
+"""Gap between where the chest wall begins (:func:`~deeplesion.synth.anatomy.chest_wall_start`) and a
+rib's inner surface, mm, plus up to 2 mm per rib (:attr:`Body.ribs`): the ribs lie on the pleura, the
+intercostal muscles between them."""
 RIB_WIDTH = 0.5
 """A rib's width in the slice's plane as a share of its thickness (:attr:`Body.ribs`: 3-4.75 mm; version
 17: 0.75)."""
@@ -1282,11 +1284,6 @@ def rib_course(phi: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     and 57 mm^2 (version 18: 9.1, 16 mm, 79 mm^2)."""
     t = np.clip((phi / math.pi - 0.15) / 0.7, 0.0, 1.0)
     return np.asarray(t * t * (3.0 - 2.0 * t))
-
-
-"""Gap between where the chest wall begins (:func:`~deeplesion.synth.anatomy.chest_wall_start`) and a
-rib's inner surface, mm, plus up to 2 mm per rib (:attr:`Body.ribs`): the ribs lie on the pleura, the
-intercostal muscles between them."""
 
 
 def _draw_ribs(canvas: Canvas, body: Body, slab: tuple[float, float], cavity: Section, wall: Wall) -> None:
