@@ -205,7 +205,10 @@ descent (they could cross), and are narrower in the slice's plane with a thinner
 of the sides a slice at zn 0.55-0.64 cuts 9.1 ribs, 16 mm long (real 8.7 and 17; version 17 4.3 and 32,
 a few long bright bars); lumbar vertebral bodies 0.7 times as deep as wide (0.85 at every height: 36
 mm deep along the midline, real 29, now 28), the tubes beside them (aorta, IVC, oesophagus) pushed off
-the oval rather than a circle, which moves bone lesions in the vertebral bodies.
+the oval rather than a circle, which moves bone lesions in the vertebral bodies; the normalized location
+is measured in the standard outline at the patient's scale (``Body.location_frame``), not the drawn skin,
+so that it does not move with the fat; ``--quirks`` plants its missing, truncated and 8-bit slices away
+from the key slices' context where the run allows.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
