@@ -680,14 +680,8 @@ def test_the_vertebral_arch_is_cortex_round_marrow() -> None:
 def test_spine_dense_bone_of_the_real_slices(png16_release: deeplesion.Release) -> None:
     """The real values the synthetic arch is compared with: the middle slice of each shared series, at its
     own pixel spacing (from the union DL_info rows of the staged slices; the fixture skips without them)."""
-    catalog = png16_release.catalog
-    spacing = dict(zip(catalog.folder.tolist(), catalog.spacing[:, 0].tolist(), strict=True))
-    measured = []
-    for folder in sorted(p for p in REAL_SLICES.iterdir() if p.name in spacing):
-        files = sorted(folder.glob("*.png"))
-        value = spine_dense_bone(read_slice_hu(files[len(files) // 2]), spacing[folder.name])
-        if value is not None:
-            measured.append(value)
+    values = [spine_dense_bone(hu, spacing) for hu, spacing in real_middle_slices(png16_release, 0.0, 1.0)]
+    measured = [value for value in values if value is not None]
     assert len(measured) >= 30
     area, high = np.median(np.asarray(measured), axis=0)
     assert 150.0 < area < 300.0, area

@@ -843,22 +843,20 @@ class Body:
             return None
         cavity = self.cavity(z)
         x, y, r = values[0] * cavity.a, cavity.cy + values[1] * cavity.b, radius * math.sqrt(self.width_scale)
-        spine = self.spine(z) if name in BESIDE_SPINE else None
-        if spine is not None:
+        bone = self.vertebral_body(z) if name in BESIDE_SPINE else None
+        if bone is not None:
             # version 11: the keyframes put the descending aorta over the vertebral body, which is drawn
             # later and hid it from the mid-chest down; push the tube off the bone along the line between
             # their centres (the thoracic aorta ends up left of the spine, the abdominal one in front)
-            dx, dy = x - spine[0], y - spine[1]
+            dx, dy = x - bone.cx, y - bone.cy
             distance = math.hypot(dx, dy)
-            bone = self.vertebral_body(z)
-            assert bone is not None
+            if distance < 1e-6:
+                dx, dy, distance = 0.0, -1.0, 1.0
             # the body's radius toward the tube (an ellipse, version 18; a circle before)
-            surface = 1.0 / math.hypot(dx / max(distance, 1e-6) / bone.a, dy / max(distance, 1e-6) / bone.b)
+            surface = 1.0 / math.hypot(dx / distance / bone.a, dy / distance / bone.b)
             needed = surface + r + BESIDE_SPINE[name]
             if distance < needed:
-                if distance < 1e-6:
-                    dx, dy, distance = 0.0, -1.0, 1.0
-                x, y = spine[0] + dx * needed / distance, spine[1] + dy * needed / distance
+                x, y = bone.cx + dx * needed / distance, bone.cy + dy * needed / distance
         return x, y, r
 
     def spine(self, z: float) -> tuple[float, float, float] | None:
@@ -1655,8 +1653,8 @@ def in_spine(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
     (version 12's liver section covered part of the vertebral body and the canal: a liver lesion could
     be placed there); the bones are drawn last, over them."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    spine = body.spine(z)
-    if spine is None:
+    bone = body.vertebral_body(z)
+    if bone is None:
         sacrum = sacrum_parts(body, z)
         if not sacrum:
             return np.zeros(np.shape(x), dtype=bool)
@@ -1664,8 +1662,6 @@ def in_spine(body: Body, x: Array, y: Array, z: float) -> npt.NDArray[np.bool_]:
         middle = sacrum[0]
         back = middle.cy + middle.b
         return np.asarray((np.abs(x - middle.cx) < 0.5 * middle.a) & (y > back - 12.0) & (y < back + 12.0))
-    bone = body.vertebral_body(z)
-    assert bone is not None
     sx, sy = bone.cx, bone.cy
     inside = Section(sx, sy, bone.a + 2.0, bone.b + 2.0).contains(x, y)
     back = sy + bone.b
