@@ -647,6 +647,10 @@ class Body:
     ribs: Array = field(default_factory=lambda: _standard_ribs(), repr=False)
     back_power: float = 2.0
     stomach_gas: float = 0.2
+    # the cavity of the last few heights: a slice's drawing asks for it about 18 times per height (every
+    # organ, vessel and the spine are placed in its units), 5% of the making time; keyed by the exact z,
+    # so a hit returns what the computation would
+    _cavities: dict[float, Section] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def zn(self, z: float) -> float:
         """Normalized height of ``z`` mm."""
@@ -706,10 +710,18 @@ class Body:
 
     def cavity(self, z: float) -> Section:
         """The body cavity (inside muscles and ribs) at height ``z``: organs are placed in its units."""
+        cached = self._cavities.get(z)
+        if cached is not None:
+            return cached
         keys = self._body_keys(z)
         outer = self._outline(z, keys)
         inner_a, inner_b = outer.a - self.fat_thickness(z) - 2.0, outer.b - 0.8 * self.fat_thickness(z) - 2.0
-        return Section(0.0, -0.04 * outer.b, inner_a * keys[2], inner_b * keys[2], 0.0, outer.harmonics * 0.4)
+        harmonics = outer.harmonics * 0.4
+        cavity = Section(0.0, -0.04 * outer.b, inner_a * keys[2], inner_b * keys[2], 0.0, harmonics)
+        if len(self._cavities) >= 16:  # a slice needs one or two heights (a 5 mm slice averages two)
+            self._cavities.clear()
+        self._cavities[z] = cavity
+        return cavity
 
     def wall(self, z: float, lungs: dict[float, Array] | None = None) -> Wall:
         """The body wall's muscles at height ``z``, from where the wall begins (:func:`chest_wall_start`):
