@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -283,15 +283,19 @@ def test_kidney_medulla_is_dark_in_the_arterial_phase_and_close_to_the_cortex_la
 
 
 def test_liver_veins_brighten_with_contrast_and_are_darker_without() -> None:
-    import cv2
+    """The liver's vessels (a partial-volume layer since version 19, not labels) where they fill most of a
+    pixel: brighter than the liver in the portal-venous phase, darker without contrast."""
+    from scipy import ndimage
 
-    _, _, labels, venous = render_labels_and_hu(0.60, 2)
-    # many vessel cuts in the liver (the IVC and portal vein are one or two of them)
-    count, _ = cv2.connectedComponents((labels == Tissue.VEIN).astype(np.uint8))
-    assert count - 1 >= 6
-    assert core_median(labels, venous, Tissue.VEIN) > core_median(labels, venous, Tissue.LIVER) + 20.0
+    from deeplesion.synth.phantom import liver_vessel_share
+
+    body, geometry, labels, venous = render_labels_and_hu(0.60, 2)
+    share = liver_vessel_share(body, geometry, 0.60 * body.height_mm, 5.0)
+    full = (share > 0.7) & (labels == Tissue.LIVER)
+    assert ndimage.label(full)[1] >= 6  # many cuts across the liver, not one trunk (7 on this body)
+    assert np.median(venous[full]) > core_median(labels, venous, Tissue.LIVER) + 40.0
     _, _, labels, plain = render_labels_and_hu(0.60, 0)
-    assert core_median(labels, plain, Tissue.VEIN) < core_median(labels, plain, Tissue.LIVER)
+    assert np.median(plain[full]) < core_median(labels, plain, Tissue.LIVER)
 
 
 def test_body_wall_has_layers_over_the_abdomen() -> None:
@@ -433,24 +437,41 @@ def test_the_kidneys_lie_in_their_perirenal_fat(monkeypatch: pytest.MonkeyPatch)
     assert np.median(shares) > 0.4, np.median(shares)
 
 
-def test_the_liver_shows_a_few_thin_vessels() -> None:
-    """The hepatic and portal vessels (with the IVC and portal vein where they cross the liver) cover 9%
-    of the liver's section at zn 0.58-0.64; version 15's score of thick streaks covered 16%, where a real
-    liver shows a few thin vessels in even parenchyma."""
-    geometry = SliceGeometry(512, 0.75, -1024.0)
-    rows, cols = np.mgrid[0:512, 0:512]
-    x, y = geometry.to_body(cols.ravel().astype(float), rows.ravel().astype(float))
-    shares = []
-    for seed in range(6):
-        body = random_body(np.random.default_rng(seed))
-        for zn in (0.58, 0.61, 0.64):
-            z = zn * body.height_mm
-            labels = render_labels(body, geometry, z).ravel()
-            liver = body.organ("liver", z)
-            assert liver is not None
-            inside = liver.contains(x, y)
-            shares.append(float((labels[inside] == Tissue.VEIN).mean()))
-    assert np.median(shares) < 0.11, np.median(shares)
+LIVER_VESSELS_LIKE_REAL = {
+    "cuts_per_100cm2": (8.0, 13.5),
+    "median_area_mm2": (9.0, 17.0),
+    "peak_hu": (56.0, 70.0),
+}
+"""Medians of :func:`deeplesion.synth.realism.liver_vessels` that a portal-venous liver shows: the real
+series give 9.8 cuts per 100 cm^2, 13.2 mm^2, 62 HU."""
+
+
+def liver_vessel_medians(measured: Iterable[dict[str, float] | None]) -> dict[str, float]:
+    found = [m for m in measured if m is not None]
+    assert len(found) >= 12, len(found)
+    return {key: float(np.nanmedian([m[key] for m in found])) for key in LIVER_VESSELS_LIKE_REAL}
+
+
+def test_the_liver_vessels_are_as_many_as_thin_and_as_bright_as_real_ones() -> None:
+    """Version 19's vessel trees on 16 bodies at zn 0.50, 0.56, 0.62: 10.5 cuts per 100 cm^2, 12.0 mm^2,
+    62.7 HU. Version 18's 90 streaks pointing at the IVC drew fewer, blunter and fainter cuts: 6.3, 20.8
+    mm^2, 51.1 HU."""
+    from deeplesion.synth.realism import liver_vessels
+
+    medians = liver_vessel_medians(liver_vessels(hu, 0.75) for hu in synthetic_slices(16, (0.50, 0.56, 0.62)))
+    for key, (low, high) in LIVER_VESSELS_LIKE_REAL.items():
+        assert low < medians[key] < high, (key, medians[key])
+
+
+def test_the_liver_vessels_of_the_real_slices(png16_release: deeplesion.Release) -> None:
+    """The real values the synthetic liver vessels are compared with (skips without ../shared)."""
+    from deeplesion.synth.realism import liver_vessels
+
+    medians = liver_vessel_medians(
+        liver_vessels(hu, spacing) for hu, spacing in real_middle_slices(png16_release, 0.50, 0.62)
+    )
+    for key, (low, high) in LIVER_VESSELS_LIKE_REAL.items():
+        assert low < medians[key] < high, (key, medians[key])
 
 
 def test_some_lung_nodules_are_spiculated_and_some_nodes_calcified() -> None:

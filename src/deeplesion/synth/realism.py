@@ -1,5 +1,5 @@
 """Measure how CT-like a slice is: the HU peaks of the main tissues, the noise level, how much of the
-image the body spans and how flat its back lies on the table.
+image the body spans and how flat its back lies on the table, the vessels of the lungs and the liver.
 
 The same functions measure real DeepLesion slices and synthetic ones, so the synthetic release can be
 checked against the real range (``tests/test_synth_realism.py``, ``benchmarks/synth_gallery.py``).
@@ -213,6 +213,74 @@ def lung_vessels(
     faint = region & (values > FAINT_VESSEL_HU) & (values <= VESSEL_HU)
     lung = float(region.sum())
     return float(vessel.sum()) / lung, cuts / (area_mm2 / 1e4), float(faint.sum()) / lung
+
+
+LIVER_HU = (85.0, 200.0)
+"""The enhanced liver after a 2.5 mm blur, HU: above the muscles (about 60) and below the bones."""
+PORTAL_VENOUS_LIVER_HU = 80.0
+"""A liver whose parenchyma's median is below this is not in the portal-venous phase (its vessels are not
+brighter than it): :func:`liver_vessels` skips it."""
+LIVER_VESSEL_RISE_HU = 30.0
+"""Liver pixels this far above the parenchyma's median (after a 0.75 mm blur) are vessel."""
+
+
+def liver_vessels(hu: npt.NDArray[np.integer | np.floating], spacing_mm: float) -> dict[str, float] | None:
+    """How many vessel cuts a portal-venous liver shows, how large they are and how bright.
+
+    The liver is the largest region of :data:`LIVER_HU` (after a 2.5 mm blur, opened by 3 mm) on the
+    image's left half (the patient's right), of at least 40 cm^2, holes filled, eroded by 6 mm off its
+    edges. Its vessels are the pixels :data:`LIVER_VESSEL_RISE_HU` above its median after a 0.75 mm blur;
+    a cut is a connected region of them of at least 3 mm^2. The 16 shared real series at zn 0.50-0.62
+    with such a liver (the middle slice of each, at its own pixel spacing): 9.8 cuts per 100 cm^2
+    (interquartile 7.7-16.7), median area 13.2 mm^2, peaks 62 HU above the parenchyma (57-75).
+
+    Parameters
+    ----------
+    hu
+        (H, W) slice in HU.
+    spacing_mm
+        In-plane pixel spacing, mm.
+
+    Returns
+    -------
+    dict or None
+        ``cuts_per_100cm2``, ``median_area_mm2`` (NaN without cuts) and ``peak_hu``: the median over cuts
+        of at least 10 mm^2 of their brightest pixel above the parenchyma's median (NaN without such
+        cuts); None when the slice shows no liver of 20 cm^2 after the erosion or its median is below
+        :data:`PORTAL_VENOUS_LIVER_HU`.
+    """
+    from scipy import ndimage
+
+    values = np.asarray(hu, dtype=np.float32)
+    smooth = ndimage.gaussian_filter(values, 2.5 / spacing_mm)
+    candidate = (smooth > LIVER_HU[0]) & (smooth < LIVER_HU[1])
+    candidate[:, values.shape[1] // 2 :] = False
+    candidate = ndimage.binary_opening(candidate, iterations=max(1, int(3.0 / spacing_mm)))
+    labels, count = ndimage.label(candidate)
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:] * spacing_mm**2
+    if sizes.max() < 4000.0:
+        return None
+    liver = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+    region = ndimage.binary_erosion(liver, iterations=int(6.0 / spacing_mm))
+    area_mm2 = float(region.sum()) * spacing_mm**2
+    if area_mm2 < 2000.0:
+        return None
+    fine = ndimage.gaussian_filter(values, 0.75 / spacing_mm)
+    parenchyma = float(np.median(fine[region]))
+    if parenchyma < PORTAL_VENOUS_LIVER_HU:
+        return None
+    cuts, count = ndimage.label(region & (fine > parenchyma + LIVER_VESSEL_RISE_HU))
+    areas = np.bincount(cuts.ravel(), minlength=count + 1)[1:] * spacing_mm**2
+    kept = areas >= 3.0
+    large = np.flatnonzero(areas >= 10.0) + 1
+    peaks = np.asarray(ndimage.maximum(fine, cuts, large)) - parenchyma if len(large) else np.array([np.nan])
+    return {
+        "cuts_per_100cm2": float(kept.sum()) / (area_mm2 / 1e4),
+        "median_area_mm2": float(np.median(areas[kept])) if kept.any() else float("nan"),
+        "peak_hu": float(np.median(peaks)),
+    }
 
 
 def deep_tissue_shares(
