@@ -998,9 +998,9 @@ def _vessels_in_slab(vessels: npt.NDArray[np.float64], low: float, high: float) 
     bisection per group (a mask over all 20,000 pieces cost more than drawing them), less those whose
     highest point is below ``low``."""
     blocks = []
-    for side in VESSEL_GROUPS:
-        first = int(np.searchsorted(vessels[:, 0], side, side="left"))
-        last = int(np.searchsorted(vessels[:, 0], side, side="right"))
+    for group in VESSEL_GROUPS:
+        first = int(np.searchsorted(vessels[:, 0], group, side="left"))
+        last = int(np.searchsorted(vessels[:, 0], group, side="right"))
         block = vessels[first:last]
         start = int(np.searchsorted(block[:, 8], low - LUNG_VESSEL_Z_EXTENT_MM))
         stop = int(np.searchsorted(block[:, 8], high, side="right"))
@@ -1042,8 +1042,9 @@ def lung_vessel_share(
 def liver_vessel_share(
     body: Body, geometry: SliceGeometry, z: float, thickness: float
 ) -> npt.NDArray[np.float32]:
-    """As :func:`lung_vessel_share`, for the liver's vessels (:func:`~deeplesion.synth.anatomy.
-    liver_vessel_tree`): (size, size) float32 in [0, 1], blended over the liver by :func:`render_slice`."""
+    """As :func:`lung_vessel_share`, for the liver's vessels
+    (:func:`~deeplesion.synth.anatomy.liver_vessel_tree`): (size, size) float32 in [0, 1], blended over
+    the liver by :func:`render_slice`."""
     return _vessel_layer(body.liver_vessels, geometry, z, thickness).astype(np.float32) / np.float32(255.0)
 
 
