@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
@@ -1025,9 +1025,9 @@ above -500 HU and the number of separate vessel cuts (:func:`deeplesion.synth.re
 version 16's 1,200 points with 0.55 mm terminals drew two to two and a half times the real number of
 cuts."""
 LUNG_VESSEL_LEAF_MM = 0.35
-"""Radius of a terminal branch, mm (:func:`lung_vessel_radius`)."""
+"""Radius of a terminal branch, mm (:func:`vessel_radius`)."""
 LUNG_VESSEL_TAPER = 1.0 / 3.0
-"""Exponent of the radius on the number of terminals fed (:func:`lung_vessel_radius`): Murray's law, so
+"""Exponent of the radius on the number of terminals fed (:func:`vessel_radius`): Murray's law, so
 that the branches halfway out are thick enough to be seen as lines out to the periphery. (Version 16's 0.1
 kept them at the terminals' width, a web of faint lines crowded round the hila.)"""
 LUNG_VESSEL_TRUNK_MM = (5.0, 1.5)
@@ -1042,13 +1042,16 @@ LUNG_VESSEL_REACH = 0.3
 centroid of its terminals (:func:`_grow_tree`)."""
 
 
-def lung_vessel_radius(fed: npt.NDArray[np.integer] | Array, total: int) -> Array:
+def vessel_radius(
+    fed: npt.NDArray[np.integer] | Array, total: int, leaf_mm: float, trunk: tuple[float, float]
+) -> Array:
     """(K,) radius, mm, of branches feeding (K,) ``fed`` terminals of a tree of ``total``: a taper by
-    Murray's law over the whole tree (:data:`LUNG_VESSEL_LEAF_MM`, :data:`LUNG_VESSEL_TAPER`) and thick
-    trunks near the hilum (:data:`LUNG_VESSEL_TRUNK_MM`)."""
-    trunk, power = LUNG_VESSEL_TRUNK_MM
+    Murray's law over the whole tree (``leaf_mm`` times fed to :data:`LUNG_VESSEL_TAPER`) and thick
+    trunks near the root (``trunk``: the first, mm, times the fed share to the second, as
+    :data:`LUNG_VESSEL_TRUNK_MM`)."""
+    extra, power = trunk
     count = np.asarray(fed, dtype=np.float64)
-    return LUNG_VESSEL_LEAF_MM * count**LUNG_VESSEL_TAPER + trunk * (count / total) ** power
+    return leaf_mm * count**LUNG_VESSEL_TAPER + extra * (count / total) ** power
 
 
 def lung_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
@@ -1061,7 +1064,7 @@ def lung_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
     split in two along their widest spread as seen from the hilum, into a side branch and a continuation
     (:func:`_grow_tree`), and so on down to single points; a node lies on the line from the hilum to the
     centroid of the points it feeds (:data:`LUNG_VESSEL_REACH`), so branches fan out from the hilum;
-    branches taper (:func:`lung_vessel_radius`) and wind a little (:data:`LUNG_VESSEL_WIND_MM`). Cut by
+    branches taper (:func:`vessel_radius`) and wind a little (:data:`LUNG_VESSEL_WIND_MM`). Cut by
     an axial slice, a branch that runs within the slice shows as a line, a steep one as a dot, thinner
     toward the periphery, as a real lung's vessels do (version 11; before, 900 independent streaks of
     random direction drew bright blobs all over the lung; version 16 the fan and the trunks).
@@ -1122,7 +1125,7 @@ terminal branch each. With :data:`LIVER_VESSEL_LEAF_MM`, :data:`LIVER_VESSEL_TRU
 0.50-0.62 (:func:`deeplesion.synth.realism.liver_vessels`): the number of vessel cuts per 100 cm^2 of
 liver, their median area and how far their peaks rise above the parenchyma."""
 LIVER_VESSEL_LEAF_MM = 0.6
-"""Radius of a liver vessel's terminal branch, mm (:func:`liver_vessel_radius`)."""
+"""Radius of a liver vessel's terminal branch, mm (:func:`vessel_radius`)."""
 LIVER_VESSEL_TRUNK_MM = (2.0, 1.0)
 """As :data:`LUNG_VESSEL_TRUNK_MM` for the liver's trees (the portal vein's trunk is a tube of its own,
 :data:`VESSELS`): 4 mm more drew blunt grey branches round the hilum."""
@@ -1130,14 +1133,6 @@ LIVER_VESSEL_SPREAD = 1.3
 """The liver's terminals lie within this fraction of its sections' half-axes: the liver is drawn out to
 the wall beyond its section (:func:`organ_outline_to_wall`); within 0.9 the vessels crowded round the
 hilum and left its lateral part empty. Terminals outside the drawn liver do not show."""
-
-
-def liver_vessel_radius(fed: npt.NDArray[np.integer] | Array, total: int) -> Array:
-    """(K,) radius, mm, of liver branches feeding (K,) ``fed`` of a tree's ``total`` terminals: as
-    :func:`lung_vessel_radius` with :data:`LIVER_VESSEL_LEAF_MM` and :data:`LIVER_VESSEL_TRUNK_MM`."""
-    trunk, power = LIVER_VESSEL_TRUNK_MM
-    count = np.asarray(fed, dtype=np.float64)
-    return LIVER_VESSEL_LEAF_MM * count**LUNG_VESSEL_TAPER + trunk * (count / total) ** power
 
 
 def liver_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
@@ -1153,9 +1148,8 @@ def liver_vessel_tree(body: Body, rng: np.random.Generator) -> Array:
         z = zn * body.height_mm
         tube = body.vessel(vessel, z)
         assert tube is not None
-        grown = _grow_tree(
-            np.array([tube[0], tube[1], z]), targets[tree::2], rng, liver_vessel_radius, LIVER_VESSEL_LEAF_MM
-        )
+        root = np.array([tube[0], tube[1], z])
+        grown = _grow_tree(root, targets[tree::2], rng, LIVER_VESSEL_LEAF_MM, LIVER_VESSEL_TRUNK_MM)
         pieces.append(np.column_stack([np.zeros(len(grown)), grown]))
     return _vessel_table(_wind(np.concatenate(pieces), rng))
 
@@ -1164,13 +1158,13 @@ def _grow_tree(
     root: Array,
     points: Array,
     rng: np.random.Generator,
-    radius: Callable[[npt.NDArray[np.integer], int], Array] = lung_vessel_radius,
     leaf_mm: float = LUNG_VESSEL_LEAF_MM,
+    trunk: tuple[float, float] = LUNG_VESSEL_TRUNK_MM,
 ) -> Array:
     """(M, 7) branches x0, y0, z0, x1, y1, z1, radius (mm) of a tree from ``root`` (3,) to every one of
     ``points`` (N, 3) mm, as :func:`lung_vessel_tree` describes; grown one level at a time for all nodes
-    at once (a node per call took half a second per body). ``radius``: of a branch feeding n of the N
-    terminals (:func:`lung_vessel_radius`); ``leaf_mm``: of a terminal branch."""
+    at once (a node per call took half a second per body). ``leaf_mm`` and ``trunk``: the branches' radii
+    (:func:`vessel_radius`; the lungs' by default)."""
     branches = []
     total = len(points)
     position = root[None, :]  # (G, 3) one node per group of points
@@ -1222,14 +1216,14 @@ def _grow_tree(
         # drew a tangle of right-angled turns)
         reach = 1.0 - (sizes / total) ** LUNG_VESSEL_REACH * rng.uniform(0.85, 1.15, len(start))
         end = root + np.clip(reach, 0.0, 1.0)[:, None] * (centroid - root)
-        branches.append(np.column_stack([start, end, radius(sizes, total)]))
+        branches.append(np.column_stack([start, end, vessel_radius(sizes, total, leaf_mm, trunk)]))
         position, group = end, child
     return np.concatenate(branches)
 
 
 LUNG_VESSEL_Z_EXTENT_MM = 36.0
 """More than any vessel piece's height span, radius included: a piece is at most 10 mm long, its radius
-at most 6.2 mm (:func:`lung_vessel_radius` of a whole tree), and its ends move along z by normal draws of
+at most 6.2 mm (:func:`vessel_radius` of a whole lung tree), and its ends move along z by normal draws of
 1 mm standard deviation, so a span of 36 mm needs two draws 13.6 mm apart, 9.6 standard deviations of
 their difference (checked when a body is made). A slice at z meets only pieces whose lowest point lies
 within this below z."""

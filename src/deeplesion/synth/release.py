@@ -1027,7 +1027,7 @@ def _plant_quirks(
                 apart = [
                     n for n in inner if all(abs(n - k) * series.interval > QUIRK_CONTEXT_MM for k in own_keys)
                 ]
-                if apart or inner:
+                if inner:
                     candidates.append((series.folder, apart or inner))
     if len(candidates) < 3:
         raise UsageError(
