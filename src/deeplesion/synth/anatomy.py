@@ -63,6 +63,7 @@ class Tissue(IntEnum):
     STOOL = 31
     RIB_MARROW = 32
     LIVER_VESSEL = 33
+    ARCH = 34  # the vertebral arch's compact bone (version 21)
 
 
 PHASES = ("non-contrast", "arterial", "venous")
@@ -117,6 +118,11 @@ TISSUE_HU: dict[Tissue, tuple[float, float, float, float]] = {
     # parenchyma (components of 10 mm^2 or more after a 0.75 mm blur); darker than the liver without
     # contrast
     Tissue.LIVER_VESSEL: (40.0, 90.0, 190.0, 0.0),
+    # the vertebral arch (pedicles, laminae, facets, spinous and transverse processes, the sacrum's median
+    # crest): thin plates of compact bone that a 5 mm slice shows as one solid stroke. Version 21: across
+    # the spinous process the 24 shared real series at zn 0.3-0.8 peak at 690 HU (median) and 6.5 mm wide
+    # above 150 HU; behind the canal 208 mm^2 lie above 500 HU and 412 above 300
+    Tissue.ARCH: (550.0, 550.0, 550.0, 90.0),
 }
 ORAL_CONTRAST_HU = 260.0  # bowel content in a study with positive oral contrast
 

@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 20
+GENERATOR_VERSION = 21
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
