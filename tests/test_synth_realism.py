@@ -1556,6 +1556,40 @@ def test_the_gas_cap_is_the_lumen_in_front_of_the_level() -> None:
     assert not polygon_contains(cap, x, y)[y > -5.99].any()
 
 
+def test_small_bowel_loops_that_overlap_share_one_flat_wall() -> None:
+    """Two loops of 10 mm radius whose centres lie 14 mm apart: each pixel belongs to the loop it lies deeper
+    in, so they meet along one straight wall of twice BOWEL_WALL_MM on the bisector, and the colon's pixels
+    stay the colon's. Versions 8-20 drew the second loop's whole ring over the first: the wall between them
+    was an arc of its surface, 3 mm left of the bisector on the line through the centres and 1.7 mm at 5 mm
+    above it."""
+    from deeplesion.synth.phantom import BOWEL_WALL_MM, BowelPiece, Canvas, _draw_packed_bowel
+
+    geometry = SliceGeometry(256, 0.25, -1024.0)
+    labels = np.zeros((256, 256), dtype=np.uint8)
+    colon = np.zeros((256, 256), dtype=bool)
+    colon[:, :8] = True  # the left edge of the first loop lies against a colon
+    labels[colon] = Tissue.STOOL
+    pieces = [
+        BowelPiece(np.array([[-7.0, 0.0]]), np.array([10.0]), Tissue.BOWEL_FLUID),
+        BowelPiece(np.array([[7.0, 0.0]]), np.array([10.0]), Tissue.BOWEL_CONTENT),
+    ]
+    _draw_packed_bowel(Canvas(labels, geometry), pieces, colon)
+    assert (labels[colon] == Tissue.STOOL).all()
+    centre_col, centre_row = geometry.to_px(0.0, 0.0)
+    cols = np.arange(256)
+    x_mm = (cols - centre_col) * geometry.spacing
+    for y in (-6.0, -3.0, 0.0, 3.0, 6.0):
+        row = labels[round(centre_row + y / geometry.spacing)]
+        between = (np.abs(x_mm) < 5.0) & (row == Tissue.BOWEL_WALL)
+        assert abs(float(x_mm[between].mean())) < 0.3, (y, x_mm[between])
+        assert abs(float(np.ptp(x_mm[between])) + geometry.spacing - 2.0 * BOWEL_WALL_MM) < 0.6, (
+            y,
+            x_mm[between],
+        )
+        assert (row[(x_mm < -2.0) & (x_mm > -4.0)] == Tissue.BOWEL_FLUID).all(), y
+        assert (row[(x_mm > 2.0) & (x_mm < 4.0)] == Tissue.BOWEL_CONTENT).all(), y
+
+
 def test_the_skin_is_as_thin_over_the_back_as_in_front() -> None:
     """Version 13 and before drew the subcutaneous fat as an ellipse inside the superellipse of the skin
     (the inset lost the flat back's exponent): the skin band was several mm thick at the back's corners,

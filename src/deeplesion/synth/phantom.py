@@ -720,11 +720,29 @@ def gas_cap(lumen: npt.NDArray[np.float64], level: float) -> npt.NDArray[np.floa
     return np.asarray(points[keep], dtype=np.float64)
 
 
+@dataclass
+class BowelPiece:
+    """One small-bowel loop as a slice cuts it, for :func:`_draw_packed_bowel`: a union of discs (one for a
+    loop cut across, dozens along a run), what fills it and what is drawn inside it."""
+
+    centres: npt.NDArray[np.float64]  # (K, 2) disc centres, mm
+    radii: npt.NDArray[np.float64]  # (K,) disc radii to the wall's outer surface, mm
+    content: Tissue  # the lumen's content; BOWEL_WALL for a collapsed loop, all wall
+    gas_level: float | None = None  # gas fills the lumen in front of (y <=) this level, mm
+    # (M, 2) starts and ends of lines of wall drawn inside the lumen (the jejunum's folds, a collapsed
+    # loop's slit of fluid), their widths mm and their tissue
+    marks: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], Tissue] | None = (
+        None
+    )
+
+
 def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
     zn = body.zn(z)
     # the ascending and descending colon leave the flanks below the kidneys for the iliac fossae, in front
     # of and inside the iliac wings (zn 0.64-0.74; a smooth step, so that neighbouring slices agree)
     fossa = smooth_step(zn, 0.64, 0.74)
+    colon = np.zeros_like(canvas.labels)  # the colon's pixels, which the small bowel packs against
+    pieces: list[BowelPiece] = []
     for loop in body.loops:
         t = (z - loop.z_mid) / loop.half_length
         if abs(t) >= 1.0:
@@ -738,50 +756,54 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             y -= 0.35 * fossa * cavity.b
         content = Tissue.BOWEL_CONTENT if loop.opacified else Tissue.BOWEL_FLUID
         if loop.colon:
-            content = Tissue.STOOL
+            _draw_colon(canvas, loop, x, y, r, z)
+            Canvas(colon, canvas.geometry).section(Section(x, y, r, r, 0.0, loop.haustra), Tissue.BOWEL_WALL)
+            continue
         if loop.collapsed:
             # an empty loop: a small knot of wall around a slit of fluid
             r = max(0.5 * r, min(r, 4.0))  # tapers with the loop's ends, as r does
-            canvas.circle(x, y, r, Tissue.BOWEL_WALL)
-            canvas.line(np.array([[x - 0.4 * r, y], [x + 0.4 * r, y]]), 1.0, content)
-            continue
-        if not loop.colon and loop.run_mm > 0.0:
+            slit = (np.array([[x - 0.4 * r, y]]), np.array([[x + 0.4 * r, y]]), np.array([1.0]), content)
+            pieces.append(BowelPiece(np.array([[x, y]]), np.array([r]), Tissue.BOWEL_WALL, marks=slit))
+        elif loop.run_mm > 0.0:
             # small bowel runs within the slice for a while: a curved sausage, not a disc
             jejunum = loop.cx > -0.2 and loop.z_mid < 0.72 * body.height_mm  # upper left: folds show
-            _draw_bowel_run(canvas, loop, x, y, r, math.sqrt(1.0 - t * t) * loop.run_mm, z, content, jejunum)
-            continue
-        wall = Section(x, y, r, r, 0.0, loop.haustra)
-        canvas.section(wall, Tissue.BOWEL_WALL)
-        inner = r - BOWEL_WALL_MM
-        if inner <= 1.0:
-            continue
-        canvas.section(wall, content, inset_mm=BOWEL_WALL_MM)
-        if loop.gas > 0.0:
-            # gas rises to the front (smaller y) above a flat level: the lumen cut by a chord
-            level = y - inner + 2.0 * inner * loop.gas
-            lumen = Section(x, y, inner, inner, 0.0, loop.haustra).polygon()
-            canvas.polygon(gas_cap(lumen, level), Tissue.GAS)
-        if len(loop.bubbles):  # stool: content mottled with small bubbles of gas
-            dz = z - (loop.z_mid + loop.bubbles[:, 2])
-            seen = np.abs(dz) < loop.bubbles[:, 3]
-            for u, v, d, radius in zip(
-                *loop.bubbles[seen].T[[0, 1]], dz[seen], loop.bubbles[seen, 3], strict=True
-            ):
-                canvas.circle(x + u * inner, y + v * inner, math.sqrt(radius * radius - d * d), Tissue.GAS)
+            pieces.append(
+                _bowel_run(loop, x, y, r, math.sqrt(1.0 - t * t) * loop.run_mm, z, content, jejunum)
+            )
+        else:
+            inner = r - BOWEL_WALL_MM
+            # gas rises to the front (smaller y) above a flat level
+            level = y - inner + 2.0 * inner * loop.gas if loop.gas > 0.0 and inner > 1.0 else None
+            pieces.append(BowelPiece(np.array([[x, y]]), np.array([r]), content, level))
+    _draw_packed_bowel(canvas, pieces, colon.astype(bool))
 
 
-def _draw_bowel_run(
-    canvas: Canvas,
-    loop: Loop,
-    x: float,
-    y: float,
-    r: float,
-    length: float,
-    z: float,
-    content: Tissue,
-    folds: bool,
-) -> None:
-    """A small-bowel segment cut along its course: a bent thick line of wall and the content inside, with
+def _draw_colon(canvas: Canvas, loop: Loop, x: float, y: float, r: float, z: float) -> None:
+    """A colon at (``x``, ``y``) mm of radius ``r`` mm: a lobulated wall (the haustra) round stool
+    mottled with small bubbles of gas, gas above a level where it has some."""
+    wall = Section(x, y, r, r, 0.0, loop.haustra)
+    canvas.section(wall, Tissue.BOWEL_WALL)
+    inner = r - BOWEL_WALL_MM
+    if inner <= 1.0:
+        return
+    canvas.section(wall, Tissue.STOOL, inset_mm=BOWEL_WALL_MM)
+    if loop.gas > 0.0:
+        level = y - inner + 2.0 * inner * loop.gas
+        lumen = Section(x, y, inner, inner, 0.0, loop.haustra).polygon()
+        canvas.polygon(gas_cap(lumen, level), Tissue.GAS)
+    if len(loop.bubbles):
+        dz = z - (loop.z_mid + loop.bubbles[:, 2])
+        seen = np.abs(dz) < loop.bubbles[:, 3]
+        for u, v, d, radius in zip(
+            *loop.bubbles[seen].T[[0, 1]], dz[seen], loop.bubbles[seen, 3], strict=True
+        ):
+            canvas.circle(x + u * inner, y + v * inner, math.sqrt(radius * radius - d * d), Tissue.GAS)
+
+
+def _bowel_run(
+    loop: Loop, x: float, y: float, r: float, length: float, z: float, content: Tissue, folds: bool
+) -> BowelPiece:
+    """A small-bowel segment cut along its course: discs along a bent line, close enough to merge, with
     ``folds`` (the jejunum's) across an opacified lumen. Gas, where a loop has some, is drawn only where a
     loop is cut across: a strip along a whole run looked like a drawn line."""
     bend = 0.9 * math.sin(loop.z_mid * 0.37 + z * 0.02)
@@ -789,24 +811,104 @@ def _draw_bowel_run(
     angles = loop.heading + bend * s
     xs = x + length * s * np.cos(angles)
     ys = y + length * s * np.sin(angles)
-    points = np.column_stack([xs, ys])
     # its calibre varies along the run by up to a fifth either way (version 9: a tube of one width looked
-    # drawn): discs along the course, close enough to merge, all the wall first and then the content
+    # drawn)
     dense = np.linspace(-0.5, 0.5, max(int(length / (0.5 * r)) + 2, 3))
     along_xy = np.column_stack([np.interp(dense, s, xs), np.interp(dense, s, ys)])
     calibre = r * (1.0 + 0.2 * np.sin(loop.z_mid * 0.11 + 7.0 * dense))
-    canvas.circles(along_xy, calibre, Tissue.BOWEL_WALL)
-    canvas.circles(along_xy, calibre - BOWEL_WALL_MM, content)
+    piece = BowelPiece(along_xy, calibre, content)
     lumen = 2.0 * (r - BOWEL_WALL_MM)
     if folds and content == Tissue.BOWEL_CONTENT and lumen > 6.0:
         # the folds of the jejunum across its lumen, every 5 mm: its feathery look with oral contrast
-        along = np.cumsum(np.r_[0.0, np.hypot(*np.diff(points, axis=0).T)])
+        along = np.cumsum(np.r_[0.0, np.hypot(np.diff(xs), np.diff(ys))])
         marks = np.arange(2.5, along[-1] - 1.0, 5.0)
         if len(marks):
             centres = np.column_stack([np.interp(marks, along, xs), np.interp(marks, along, ys)])
             heading = np.interp(marks, along, angles) + 0.5 * math.pi
             half = 0.5 * lumen * np.column_stack([np.cos(heading), np.sin(heading)])
-            canvas.segments(centres - half, centres + half, np.full(len(marks), 0.8), Tissue.BOWEL_WALL)
+            piece.marks = (centres - half, centres + half, np.full(len(marks), 0.8), Tissue.BOWEL_WALL)
+    return piece
+
+
+FAR_PX = 1.0e6  # a signed distance no loop reaches, pixels (finite: far - far must be 0, not nan)
+
+
+def _draw_packed_bowel(canvas: Canvas, pieces: list[BowelPiece], colon: npt.NDArray[np.bool_]) -> None:
+    """Draw small-bowel loops pressed against one another and against the colon (version 21). Each pixel
+    inside any loop belongs to the loop whose surface it lies deepest inside (the least signed distance to
+    its union of discs), so two loops that overlap meet along one flat wall of twice
+    :data:`BOWEL_WALL_MM`, as real loops packed in the abdomen do. Versions 8-20 drew loop after loop, each
+    a full ring over the ones before: every later loop cut a round bite out of its neighbours' lumens, and
+    the abdomen looked like bubble wrap. ``colon``: (size, size) pixels the colon already holds, kept."""
+    if not pieces:
+        return
+    import cv2
+
+    geometry = canvas.geometry
+    size = geometry.size
+    wall_px = BOWEL_WALL_MM / geometry.spacing
+    # every loop's discs in pixels at once, and each loop's box (low inclusive, high exclusive)
+    counts = [len(piece.radii) for piece in pieces]
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    centres = geometry.points_to_px(np.concatenate([piece.centres for piece in pieces]))
+    radii = np.concatenate([piece.radii for piece in pieces]) / geometry.spacing
+    low = np.floor(np.minimum.reduceat(centres - radii[:, None], first)).astype(int) - 1
+    high = np.ceil(np.maximum.reduceat(centres + radii[:, None], first)).astype(int) + 2
+    low, high = np.clip(low, 0, size), np.clip(high, 0, size)
+    fixed = np.rint((centres - np.repeat(low, counts, axis=0)) * SCALE).astype(int).tolist()
+    fixed_radii = np.maximum(np.rint(radii * SCALE), 1).astype(int).tolist()
+    (left, top), (right, bottom) = low.min(axis=0).tolist(), high.max(axis=0).tolist()
+    if right <= left or bottom <= top:
+        return
+    boxes = [(lo, hi) for lo, hi in zip(low.tolist(), high.tolist(), strict=True)]
+    # the greatest depth (pixels) inside a loop's surface (0 outside every loop), and whose it is; depths
+    # from a distance transform of each loop's mask in its box: far cheaper
+    # than exact distances to each of a run's dozens of discs (a 5x5 mask: within 2%, a quarter of the
+    # exact transform's time)
+    best = np.zeros((bottom - top, right - left), dtype=np.float32)
+    owner = np.full(best.shape, -1, dtype=np.int16)
+    for i, ((x0, y0), (x1, y1)) in enumerate(boxes):
+        if x1 <= x0 or y1 <= y0:
+            continue
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+        for k in range(first[i], first[i] + counts[i]):
+            cv2.circle(mask, fixed[k], fixed_radii[k], 1, -1, cv2.LINE_8, SHIFT)
+        depth = cv2.distanceTransform(mask, cv2.DIST_L2, cv2.DIST_MASK_5)
+        window = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+        here = best[window]
+        owner[window][depth > here] = i
+        np.maximum(here, depth, out=here)
+    region = (slice(top, bottom), slice(left, right))
+    inside = (best > 0.0) & ~colon[region]
+    # where two loops meet: each pixel's owner differs from its right or lower neighbour's; the wall is
+    # what lies within a wall's width of the owner's surface or of that line (so it is one wall thick on
+    # each side of it, and widens into the outer walls where the surfaces meet)
+    meet = np.zeros(best.shape, dtype=np.uint8)
+    meet[:, 1:] |= (owner[:, 1:] != owner[:, :-1]) & inside[:, 1:] & inside[:, :-1]
+    meet[1:, :] |= (owner[1:, :] != owner[:-1, :]) & inside[1:, :] & inside[:-1, :]
+    to_meet = cv2.distanceTransform(1 - meet, cv2.DIST_L2, cv2.DIST_MASK_5)
+    labels = canvas.labels[region]
+    contents = np.array([int(piece.content) for piece in pieces], dtype=np.uint8)
+    lumen = inside & (best > wall_px) & (to_meet >= wall_px)
+    labels[inside] = int(Tissue.BOWEL_WALL)
+    labels[lumen] = contents[owner[lumen]]
+    drawn = np.zeros((size, size), dtype=np.uint8)  # one loop's marks at a time
+    for i, piece in enumerate(pieces):
+        if piece.marks is None and piece.gas_level is None:
+            continue
+        (x0, y0), (x1, y1) = boxes[i]
+        window = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+        mine = lumen[window] & (owner[window] == i)
+        if piece.marks is not None:  # kept inside the loop's own lumen
+            starts, ends, widths, tissue = piece.marks
+            Canvas(drawn, geometry).segments(starts, ends, widths, tissue)
+            labels[window][mine & (drawn[y0:y1, x0:x1] != 0)] = int(tissue)
+            drawn[y0:y1, x0:x1] = 0  # the marks lie inside the loop's discs, so inside its box
+        if piece.gas_level is not None:
+            rows, cols = np.nonzero(mine)
+            _, y = geometry.to_body((cols + x0).astype(np.float64), (rows + y0).astype(np.float64))
+            front = y <= piece.gas_level
+            labels[window][rows[front], cols[front]] = int(Tissue.GAS)
 
 
 def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
