@@ -1044,10 +1044,34 @@ def _draw_renal_sinus(
     pelvis = to_body(depth + 0.12 * kidney.a, 0.0)
     canvas.section(Section(pelvis[0], pelvis[1], 0.2 * kidney.a, 0.16 * kidney.b, kidney.angle), Tissue.URINE)
     ivc = body.vessel("ivc", z)
-    if ivc is not None:
-        # the vein leaves in front of the pelvis; the aorta and IVC are drawn over its ends later
-        start = (cx + 0.12 * kidney.b * sin, cy - 0.12 * kidney.b * cos)  # minus the second axis: forward
-        canvas.line(np.array([start, ivc[:2]]), 4.0 + 4.0 * opening, Tissue.VEIN)
+    through = (opening - RENAL_VEIN_OPENING) / (1.0 - RENAL_VEIN_OPENING)  # 1 through the vein's middle
+    if ivc is None or through <= 0.0:
+        return
+    # the vein leaves in front of the pelvis; the aorta and IVC are drawn over its ends later. A tube cut
+    # across its height: as wide as the vein where the slice passes through its middle (version 20 drew a
+    # straight bar 4-8 mm wide wherever the sinus was open, over about 30 mm of height)
+    width = RENAL_VEIN_MM * math.sqrt(1.0 - (1.0 - through) ** 2)
+    hilum = np.array([cx + 0.12 * kidney.b * sin, cy - 0.12 * kidney.b * cos])  # minus the 2nd axis: forward
+    to_ivc = np.asarray(ivc[:2])
+    aorta = body.vessel("aorta", z)
+    if aorta is None or kidney.cx < 0.0:  # the right kidney's vein is short and straight
+        canvas.line(np.array([hilum, to_ivc]), width, Tissue.VEIN)
+        return
+    # the left one crosses in front of the aorta: a curve through a point just in front of it (a quadratic
+    # Bezier whose middle is that point)
+    front = np.array([aorta[0], aorta[1] - aorta[2] - 0.5 * width - 1.0])
+    control = 2.0 * front - 0.5 * (hilum + to_ivc)
+    t = np.linspace(0.0, 1.0, 9)[:, None]
+    curve = (1.0 - t) ** 2 * hilum + 2.0 * t * (1.0 - t) * control + t**2 * to_ivc
+    canvas.line(curve, width, Tissue.VEIN)
+
+
+RENAL_VEIN_MM = 9.0
+"""Width of a renal vein, mm (real ones measure about 6-10 mm across)."""
+RENAL_VEIN_OPENING = 0.75
+"""The renal vein shows where :func:`~deeplesion.synth.anatomy.hilum_opening` exceeds this: over a quarter
+of the hilum's half height either way, 10-11 mm of height on four random bodies, about what a vein of
+:data:`RENAL_VEIN_MM` running across to the IVC fills."""
 
 
 def _draw_pyramids(canvas: Canvas, kidney: Section) -> None:
