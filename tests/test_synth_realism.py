@@ -727,30 +727,30 @@ MARROW_LIKE_REAL = ((190.0, 225.0), (17.0, 30.0), (14.0, 24.0))
 205, 22 and 18."""
 
 
-def marrow_medians(measured: Iterable[tuple[float, float, float] | None]) -> npt.NDArray[np.float64]:
+def assert_medians_within(
+    measured: Iterable[tuple[float, ...] | None], bounds: tuple[tuple[float, float], ...], at_least: int
+) -> None:
+    """The medians over the slices where something was measured (at least ``at_least`` of them) of each
+    measured value lie strictly inside its (low, high) ``bounds``."""
     found = [m for m in measured if m is not None]
-    assert len(found) >= 15, len(found)
-    return np.median(np.array(found), axis=0)
+    assert len(found) >= at_least, len(found)
+    medians = np.median(np.array(found), axis=0)
+    for value, (low, high) in zip(medians, bounds, strict=True):
+        assert low < value < high, medians
 
 
 def test_the_vertebral_marrow_is_as_bright_and_as_grainy_as_real() -> None:
     """Version 20 on 8 bodies at zn 0.55-0.70: 202 HU, 20 and 19 HU of fine and coarse variation; version
     19's trabecular bone (205 HU in the portal-venous table, texture 25) gave 184, 15 and 13: plainer and
     darker than the real marrow."""
-    medians = marrow_medians(
-        vertebral_marrow(hu, 0.75) for hu in synthetic_slices(8, (0.55, 0.60, 0.65, 0.70))
-    )
-    for value, (low, high) in zip(medians, MARROW_LIKE_REAL, strict=True):
-        assert low < value < high, medians
+    slices = synthetic_slices(8, (0.55, 0.60, 0.65, 0.70))
+    assert_medians_within((vertebral_marrow(hu, 0.75) for hu in slices), MARROW_LIKE_REAL, 15)
 
 
 def test_the_vertebral_marrow_of_the_real_slices(png16_release: deeplesion.Release) -> None:
     """The real values the synthetic marrow is compared with (skips without ../shared)."""
-    medians = marrow_medians(
-        vertebral_marrow(hu, spacing) for hu, spacing in real_middle_slices(png16_release, 0.50, 0.75)
-    )
-    for value, (low, high) in zip(medians, MARROW_LIKE_REAL, strict=True):
-        assert low < value < high, medians
+    slices = real_middle_slices(png16_release, 0.50, 0.75)
+    assert_medians_within((vertebral_marrow(hu, spacing) for hu, spacing in slices), MARROW_LIKE_REAL, 15)
 
 
 def spinous_process(hu: npt.NDArray[np.floating], spacing: float) -> tuple[float, float, float] | None:
@@ -797,29 +797,17 @@ SPINOUS_LIKE_REAL = ((520.0, 800.0), (4.5, 9.0), (0.0, 120.0))
 at zn 0.3-0.8 where it is found give 691, 6.5 and 27."""
 
 
-def spinous_medians(measured: Iterable[tuple[float, float, float] | None]) -> npt.NDArray[np.float64]:
-    found = [m for m in measured if m is not None]
-    assert len(found) >= 12, len(found)
-    return np.median(np.array(found), axis=0)
-
-
 def test_the_spinous_process_is_one_solid_plate_as_real() -> None:
     """Version 21 on 8 bodies at zn 0.45-0.68: 601 HU, 6.8 mm, dip 18 HU. Versions 17-20 drew every part of
     the arch as cortex round marrow, hollow tubes: 914 HU, 9.8 mm, dip 642 HU."""
-    medians = spinous_medians(
-        spinous_process(hu, 0.75) for hu in synthetic_slices(8, (0.45, 0.55, 0.62, 0.68))
-    )
-    for value, (low, high) in zip(medians, SPINOUS_LIKE_REAL, strict=True):
-        assert low < value < high, medians
+    slices = synthetic_slices(8, (0.45, 0.55, 0.62, 0.68))
+    assert_medians_within((spinous_process(hu, 0.75) for hu in slices), SPINOUS_LIKE_REAL, 12)
 
 
 def test_the_spinous_process_of_the_real_slices(png16_release: deeplesion.Release) -> None:
     """The real values the synthetic arch is compared with (skips without ../shared)."""
-    medians = spinous_medians(
-        spinous_process(hu, spacing) for hu, spacing in real_middle_slices(png16_release, 0.3, 0.8)
-    )
-    for value, (low, high) in zip(medians, SPINOUS_LIKE_REAL, strict=True):
-        assert low < value < high, medians
+    slices = real_middle_slices(png16_release, 0.3, 0.8)
+    assert_medians_within((spinous_process(hu, spacing) for hu, spacing in slices), SPINOUS_LIKE_REAL, 12)
 
 
 def test_the_spine_has_no_more_dense_bone_than_real() -> None:
