@@ -737,6 +737,9 @@ class BowelPiece:
 
 
 def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
+    """The bowel at height ``z`` mm: each colon drawn whole (:func:`_draw_colon`), then the small-bowel
+    loops the slice cuts (:class:`BowelPiece`) packed against one another and the colon
+    (:func:`_draw_packed_bowel`)."""
     zn = body.zn(z)
     # the ascending and descending colon leave the flanks below the kidneys for the iliac fossae, in front
     # of and inside the iliac wings (zn 0.64-0.74; a smooth step, so that neighbouring slices agree)
