@@ -652,6 +652,11 @@ def spine_dense_bone(hu: npt.NDArray[np.floating], spacing: float) -> tuple[floa
     return float((box > 500.0).sum()) * spacing**2, float(np.percentile(box[box > 200.0], 90))
 
 
+MIDLINE_HALF_WIDTH_MM = 60.0
+"""How far either side of the image's middle column :func:`vertebral_body_midline` looks for the spine, mm;
+the measures along its midline read the unsmoothed slice in the same region."""
+
+
 def vertebral_body_midline(
     hu: npt.NDArray[np.floating], spacing: float
 ) -> tuple[npt.NDArray[np.floating], int, int, int] | None:
@@ -661,7 +666,8 @@ def vertebral_body_midline(
     (at a disc, below the spine) or it is under 15 mm deep."""
     from scipy import ndimage
 
-    found = spine_region(ndimage.uniform_filter(np.asarray(hu, dtype=np.float32), 3), spacing, 60.0, 150.0)
+    smooth = ndimage.uniform_filter(np.asarray(hu, dtype=np.float32), 3)
+    found = spine_region(smooth, spacing, MIDLINE_HALF_WIDTH_MM, 150.0)
     if found is None:
         return None
     lower, largest = found
@@ -711,7 +717,7 @@ def vertebral_marrow(hu: npt.NDArray[np.floating], spacing: float) -> tuple[floa
     if found is None:
         return None
     _, column, front, depth = found
-    raw = lower_middle(np.asarray(hu, dtype=np.float32), spacing, 60.0)  # the region the midline is in
+    raw = lower_middle(np.asarray(hu, dtype=np.float32), spacing, MIDLINE_HALF_WIDTH_MM)
     ys, xs = np.ogrid[: raw.shape[0], : raw.shape[1]]
     disc = (ys - (front + depth // 2)) ** 2 + (xs - column) ** 2 <= int(6.0 / spacing) ** 2
     blurred = ndimage.gaussian_filter(raw, 2.0 / spacing)
@@ -764,7 +770,7 @@ def spinous_process(hu: npt.NDArray[np.floating], spacing: float) -> tuple[float
     if found is None:
         return None
     smooth, column, front, depth = found
-    raw = lower_middle(np.asarray(hu, dtype=np.float32), spacing, 60.0)
+    raw = lower_middle(np.asarray(hu, dtype=np.float32), spacing, MIDLINE_HALF_WIDTH_MM)
     canal = front + depth
     bone = np.flatnonzero(smooth[canal:, column] > 250.0)
     if len(bone) == 0 or bone[0] * spacing > 30.0:

@@ -775,10 +775,15 @@ def _draw_bowel(canvas: Canvas, body: Body, z: float, cavity: Section) -> None:
             )
         else:
             inner = r - BOWEL_WALL_MM
-            # gas rises to the front (smaller y) above a flat level
-            level = y - inner + 2.0 * inner * loop.gas if loop.gas > 0.0 and inner > 1.0 else None
+            level = _gas_level(y, inner, loop.gas) if loop.gas > 0.0 and inner > 1.0 else None
             pieces.append(BowelPiece(np.array([[x, y]]), np.array([r]), content, level))
     _draw_packed_bowel(canvas, pieces, colon.astype(bool))
+
+
+def _gas_level(y: float, inner: float, share: float) -> float:
+    """The air-fluid level (body y, mm) in a lumen of radius ``inner`` mm centred at ``y``, when gas fills
+    ``share`` of its diameter: gas rises to the front (smaller y) of a supine patient."""
+    return y - inner + 2.0 * inner * share
 
 
 def _draw_colon(canvas: Canvas, loop: Loop, x: float, y: float, r: float, z: float) -> None:
@@ -791,9 +796,8 @@ def _draw_colon(canvas: Canvas, loop: Loop, x: float, y: float, r: float, z: flo
         return
     canvas.section(wall, Tissue.STOOL, inset_mm=BOWEL_WALL_MM)
     if loop.gas > 0.0:
-        level = y - inner + 2.0 * inner * loop.gas
         lumen = Section(x, y, inner, inner, 0.0, loop.haustra).polygon()
-        canvas.polygon(gas_cap(lumen, level), Tissue.GAS)
+        canvas.polygon(gas_cap(lumen, _gas_level(y, inner, loop.gas)), Tissue.GAS)
     if len(loop.bubbles):
         dz = z - (loop.z_mid + loop.bubbles[:, 2])
         seen = np.abs(dz) < loop.bubbles[:, 3]
@@ -833,13 +837,10 @@ def _bowel_run(
     return piece
 
 
-FAR_PX = 1.0e6  # a signed distance no loop reaches, pixels (finite: far - far must be 0, not nan)
-
-
 def _draw_packed_bowel(canvas: Canvas, pieces: list[BowelPiece], colon: npt.NDArray[np.bool_]) -> None:
     """Draw small-bowel loops pressed against one another and against the colon (version 21). Each pixel
-    inside any loop belongs to the loop whose surface it lies deepest inside (the least signed distance to
-    its union of discs), so two loops that overlap meet along one flat wall of twice
+    inside any loop belongs to the loop whose surface it lies deepest inside (the greatest distance in from
+    the edge of its union of discs), so two loops that overlap meet along one flat wall of twice
     :data:`BOWEL_WALL_MM`, as real loops packed in the abdomen do. Versions 8-20 drew loop after loop, each
     a full ring over the ones before: every later loop cut a round bite out of its neighbours' lumens, and
     the abdomen looked like bubble wrap. ``colon``: (size, size) pixels the colon already holds, kept."""
