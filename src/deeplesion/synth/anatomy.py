@@ -579,10 +579,13 @@ def smooth_window(zn: float, rise: tuple[float, float], fall: tuple[float, float
     return smooth_step(zn, *rise) * (1.0 - smooth_step(zn, *fall))
 
 
-SCAPULA_PHI = 2.35
-"""Angle of the scapula's middle round the chest from the front midline (radians; pi is the back)."""
-SCAPULA_WIDTH_MM = 75.0
-"""How far a scapular blade reaches round the chest wall from its lateral border at its widest, mm."""
+SCAPULA_PHI = 2.0
+"""Angle of the shoulder-girdle muscles' middle round the chest from the front midline (radians; pi is
+the back; version 21: 2.35, round a scapula that lay along the back)."""
+SCAPULA_MEDIAL_PHI = 2.2
+"""Angle of the scapula's medial border round the chest from the front midline (radians)."""
+SCAPULA_LATERAL_PHI = 1.65
+"""Angle of the scapula's lateral end (toward the glenoid) at its widest (radians)."""
 
 
 def shoulder_girdle(zn: float, phi: Array) -> tuple[Array, Array]:
@@ -591,10 +594,50 @@ def shoulder_girdle(zn: float, phi: Array) -> tuple[Array, Array]:
     the muscles round the scapula (subscapularis in front of it, infraspinatus and teres behind,
     latissimus; zn 0.34-0.51, widest at 0.37-0.46) and for the pectoral muscles (zn 0.34-0.50)."""
     scapular = (
-        0.85 * smooth_window(zn, (0.335, 0.365), (0.465, 0.51)) * np.exp(-(((phi - SCAPULA_PHI) / 0.45) ** 2))
+        0.85 * smooth_window(zn, (0.335, 0.365), (0.465, 0.51)) * np.exp(-(((phi - SCAPULA_PHI) / 0.5) ** 2))
     )
     pectoral = 0.6 * smooth_window(zn, (0.34, 0.365), (0.44, 0.50)) * np.exp(-(((phi - 0.75) / 0.4) ** 2))
     return np.asarray(scapular), np.asarray(pectoral)
+
+
+def _scapular_blade(
+    centre: Array,
+    start: Array,
+    direction: Array,
+    bare: Array,
+    thickness: Array,
+    phi: Array,
+    half: npt.NDArray[np.intp],
+    zn: float,
+) -> Array:
+    """(5, 2) the scapula on one side at normalized height ``zn``, medial border first, mm: a flat blade
+    across the chest wall's posterolateral corner, from behind (:data:`SCAPULA_MEDIAL_PHI`) to the
+    armpit (:data:`SCAPULA_LATERAL_PHI` at its widest, moving toward the medial border as the blade
+    narrows to its lower tip), in the shoulder-girdle muscles outside the chest wall's own band.
+
+    The wall's vertices ``half`` (one side's, by ascending ``phi``) lie at ``centre + start * direction``;
+    ``bare`` and ``thickness`` are the chest wall's own band and the whole muscle layer there, mm.
+    Version 21 bent the blade along the wall round ``SCAPULA_PHI``, where the wide chest's back is
+    nearly flat: it lay along the back (elongated bone behind the lungs at 17 degrees from the horizontal
+    and 84 mm long, where the body-part regressor's real upper-chest slices show 42 degrees and 55 mm).
+    """
+    lateral_phi = float(np.interp(zn, (0.40, 0.49), (SCAPULA_LATERAL_PHI, SCAPULA_MEDIAL_PHI - 0.25)))
+    ends = np.array(
+        [half[np.argmin(np.abs(phi[half] - angle))] for angle in (SCAPULA_MEDIAL_PHI, lateral_phi)]
+    )
+    depth = start[ends] + bare[ends] + np.array([0.45, 0.5]) * (thickness[ends] - bare[ends])
+    medial, lateral = centre + depth[:, None] * direction[ends]
+    blade = medial + np.linspace(0.0, 1.0, 5)[:, None] * (lateral - medial)
+    # where the chest wall bulges toward the chord, the blade stays clear of its band (the subscapularis
+    # lies between the two)
+    offset = blade - centre
+    reach = np.hypot(offset[:, 0], offset[:, 1])
+    angles = np.arctan2(direction[half, 1], direction[half, 0])
+    order = np.argsort(angles)
+    clear = np.interp(
+        np.arctan2(offset[:, 1], offset[:, 0]), angles[order], (start + bare + 3.0)[half][order]
+    )
+    return np.asarray(centre + offset * (np.maximum(reach, clear) / reach)[:, None], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -815,19 +858,8 @@ class Body:
             girdle = half[scapular[half] > 0.15]
             if len(girdle) >= 2:  # the fat plane between the chest wall and the scapular muscles
                 planes.append(inner[girdle] + bare[girdle, None] * direction[girdle])
-            # the scapula: a thin blade in the muscles behind the chest wall, leaving it toward the armpit
-            # (its medial end a quarter of the way out, its lateral end two thirds)
-            blade = half[scapular[half] > 0.5]
-            if len(blade) >= 2:
-                # phi ascends from the front, so the lateral end is the first vertex; from there the blade
-                # reaches SCAPULA_WIDTH_MM round the wall, less toward its lower tip
-                along = np.r_[0.0, np.cumsum(np.hypot(*np.diff(inner[blade], axis=0).T))]
-                width = SCAPULA_WIDTH_MM * float(np.interp(zn, (0.40, 0.49), (1.0, 0.35)))
-                blade = blade[along <= max(width, along[1])]
-                ends = blade[[-1, len(blade) // 2, 0]]
-                share = np.array([0.25, 0.45, 0.65])
-                blade_depth = bare[ends] + share * (thickness[ends] - bare[ends])
-                blades.append(inner[ends] + blade_depth[:, None] * direction[ends])
+            if scapular[half].max() > 0.5:
+                blades.append(_scapular_blade(centre, start, direction, bare, thickness, phi, half, zn))
             if abdomen > 0.0 and hips < 0.5:  # between the three flank muscles
                 planes.extend(_flank_planes(inner, direction, thickness, phi, half, side, jitter))
             elif hips >= 0.5:  # between the gluteus maximus behind and the smaller gluteal muscles in it
@@ -936,6 +968,11 @@ LUNG_REACH_MM = (6.0, 30.0)
 """A lung's outline moves out to the chest wall (the cavity's edge) where it lies within the first
 distance of it, and not at all beyond the second, blending in between (:func:`lung_outline`)."""
 
+UPPER_LUNG_REACH_MM = 60.0
+"""How much further than :data:`LUNG_REACH_MM` a lung's outline reaches for the chest wall above zn 0.44
+(fading out by 0.48). Version 22: the upper lungs' cross-sections are small ellipses in a wide cavity, and
+with 30 mm they lay in a ring of fat inside the muscles, where real upper lungs fill the rib cage."""
+
 WALL_ORGANS: dict[str, tuple[float, float, float]] = {"liver": (10.0, 40.0, -1.0), "spleen": (8.0, 30.0, 1.0)}
 """Organs that reach the cavity's edge where no lung lies between (:func:`organ_outline_to_wall`): the
 distances of :data:`LUNG_REACH_MM`, mm, and the side of the body (-1 right, +1 left) whose wall the organ
@@ -975,7 +1012,7 @@ def outline_to_wall(
     return np.asarray(centre + directions * reach[:, None], dtype=np.float64)
 
 
-def lung_outline(lung: Section, cavity: Section) -> npt.NDArray[np.float64]:
+def lung_outline(lung: Section, cavity: Section, zn: float = 0.5) -> npt.NDArray[np.float64]:
     """(N, 2) outline (mm) of a lung that fills the chest out to the ribs, drawn from its cross-section.
 
     The pleura lines the inside of the ribs, so a real lung meets the chest wall wherever it is near it;
@@ -984,7 +1021,9 @@ def lung_outline(lung: Section, cavity: Section) -> npt.NDArray[np.float64]:
     the ribs, so its outline is moved onto the cavity's edge within :data:`LUNG_REACH_MM`
     (:func:`outline_to_wall`; version 10).
     """
-    return outline_to_wall(lung, cavity, LUNG_REACH_MM)
+    near, far = LUNG_REACH_MM
+    far += UPPER_LUNG_REACH_MM * (1.0 - smooth_step(zn, 0.44, 0.48))
+    return outline_to_wall(lung, cavity, (near, far))
 
 
 def organ_outline_to_wall(body: Body, name: str, z: float) -> npt.NDArray[np.float64] | None:
@@ -1008,7 +1047,7 @@ def drawn_lungs(body: Body, z: float) -> dict[float, Array]:
     for side, name in ((-1.0, "lung_R"), (1.0, "lung_L")):
         section = body.organ(name, z)
         if section is not None:
-            outlines[side] = lung_outline(section, cavity)
+            outlines[side] = lung_outline(section, cavity, body.zn(z))
     return outlines
 
 

@@ -51,6 +51,7 @@ from deeplesion.synth.anatomy import (
     renal_sinus_extent,
     sacrum_parts,
     smooth_step,
+    smooth_window,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -593,6 +594,7 @@ def render_labels(
         # version 16 drew a dark cut down the front of every abdominal slice)
         canvas.line(np.array([[0.0, cavity.cy], [0.0, -outline.front]]), 1.0, Tissue.FAT)
     _draw_shoulders(canvas, outline, wall, zn)
+    _draw_clavicles(canvas, body, cavity, (z, z) if slab is None else slab)
     canvas.section(cavity, Tissue.VISCERAL_FAT)
     _draw_mesenteric_vessels(canvas, body, z, cavity)
     for name in (
@@ -687,15 +689,47 @@ def _draw_shoulders(canvas: Canvas, outline: Section, wall: Wall, zn: float) -> 
     """The scapulae (thin blades in the muscles behind the chest wall, thicker at their lateral border)
     and the humeral heads at the top of the chest."""
     for blade in wall.blades:
-        canvas.line(blade, 1.5, Tissue.CORTICAL)
+        canvas.line(blade, 2.0, Tissue.CORTICAL)
         x, y = float(blade[-1, 0]), float(blade[-1, 1])
-        canvas.circle(x, y, 4.0, Tissue.CORTICAL)  # the lateral border and the neck of the glenoid
+        canvas.circle(x, y, 5.5, Tissue.CORTICAL)  # the lateral border and the neck of the glenoid
         canvas.circle(x, y, 2.5, Tissue.RIB_MARROW)
+        spine = smooth_window(zn, (0.35, 0.37), (0.40, 0.42))
+        if spine > 0.2:  # the spine of the scapula leaves the blade toward the midline: the cut is a Y
+            limb = 22.0 * spine * np.array([-math.copysign(0.95, x), 0.3])
+            canvas.line(np.array([blade[1], blade[1] + limb]), 3.0, Tissue.CORTICAL)
     if 0.33 <= zn <= 0.37:
         radius = 24.0 * math.sin(math.pi * (zn - 0.33) / 0.04)
         for side in (-1.0, 1.0):
             canvas.circle(side * 0.84 * outline.a, 0.05 * outline.b, radius, Tissue.CORTICAL)
             canvas.circle(side * 0.84 * outline.a, 0.05 * outline.b, radius - 3.0, Tissue.TRABECULAR)
+
+
+CLAVICLE_ZN = (0.385, 0.345)
+"""Normalized height of the clavicle's medial end (beside the manubrium's top) and of its lateral end
+(toward the acromion, higher)."""
+CLAVICLE_MM = (11.0, 6.0)
+"""A clavicle's width in the slice and half its height along z, mm."""
+
+
+def _draw_clavicles(canvas: Canvas, body: Body, cavity: Section, slab: tuple[float, float]) -> None:
+    """The clavicles (version 22; none before): each a bar from beside the manubrium's top out past the
+    cavity's side, 10 mm in front of the cavity, rising toward the shoulder (:data:`CLAVICLE_ZN`), cut
+    like a rib where its height lies within half its height of the ``slab`` (lowest and highest sampled
+    height, mm): in front of the upper lungs, a long bar where the slice runs along it."""
+    width, half_height = CLAVICLE_MM
+    t = np.linspace(0.0, 1.0, 48)
+    height = (CLAVICLE_ZN[0] + t * (CLAVICLE_ZN[1] - CLAVICLE_ZN[0])) * body.height_mm
+    hit = (height > slab[0] - half_height) & (height < slab[1] + half_height)
+    if not hit.any():
+        return
+    # from beside the manubrium out past the cavity's side, following its front 10 mm out (so the bone
+    # keeps 4.5 mm off it) and turning back toward the shoulder
+    across = 20.0 + t * (cavity.a - 8.0)
+    front = cavity.cy - cavity.b * np.sqrt(np.maximum(1.0 - (across / (cavity.a + 15.0)) ** 2, 0.02)) - 10.0
+    for side in (-1.0, 1.0):
+        points = np.column_stack([side * across, front])
+        canvas.line(points[hit], width, Tissue.CORTICAL)
+        canvas.line(points[hit], width - 4.0, Tissue.TRABECULAR)
 
 
 BOWEL_WALL_MM = 1.6
@@ -1400,6 +1434,20 @@ RIB_WIDTH = 0.5
 17: 0.75)."""
 
 
+RIB_HEAD_ZN = (0.34, 0.5905)
+"""Normalized height of the first and the twelfth rib's head, the others evenly between (version 22; the
+first started at 0.365 below the lung apex at 0.335, 20.5 thousandths apart, so that a slice at zn 0.40 cut
+at most two ribs a side: the upper lungs lay in a ring of muscle without bone)."""
+UPPER_RIB_DROP = (0.55, 0.65, 0.78, 0.9, 1.0)
+"""Factors on how far the first ribs descend from back to front (:attr:`Body.ribs`), the last for all
+below: the upper ribs are short and end at the manubrium and the sternum's top."""
+UPPER_RIB_HEIGHT = (2.4, 2.2, 1.8, 1.4, 1.15, 1.0)
+"""Factors on the first ribs' height along z, the last for all below: the first ribs are broad flat
+bands. With :data:`UPPER_RIB_DROP` and the clavicles they ring the upper lungs as on real slices
+(``tests/test_synth_realism.py``: bone in 0.50, 0.62 and 0.74 of the sectors round the lungs at zn 0.37,
+0.40 and 0.43; real upper-chest slices 0.66, 0.56-0.92)."""
+
+
 def rib_course(phi: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """How far along its descent (0 at its head, 1 at its lowest) a rib is at the angle ``phi`` (radians
     from the back, any shape).
@@ -1433,8 +1481,10 @@ def _draw_ribs(canvas: Canvas, body: Body, slab: tuple[float, float], cavity: Se
         end = 0.85 if level < 7 else 0.72 - 0.05 * (level - 7)
         for index, side in enumerate((1.0, -1.0)):
             dz, offset, thickness, half_height, descent = body.ribs[index * RIB_LEVELS + level]
-            z0 = (0.365 + level * 0.0205 + body.rib_phase) * body.height_mm + dz
-            drop = 0.11 * body.height_mm * descent
+            head = RIB_HEAD_ZN[0] + level * (RIB_HEAD_ZN[1] - RIB_HEAD_ZN[0]) / (RIB_LEVELS - 1)
+            z0 = (head + body.rib_phase) * body.height_mm + dz
+            drop = 0.11 * body.height_mm * descent * UPPER_RIB_DROP[min(level, len(UPPER_RIB_DROP) - 1)]
+            half_height *= UPPER_RIB_HEIGHT[min(level, len(UPPER_RIB_HEIGHT) - 1)]
             if not (z0 - 10.0 < slab[1] and slab[0] < z0 + drop + 10.0):
                 continue
             # the rib's height falls monotonically from back to front, so the hits are one run

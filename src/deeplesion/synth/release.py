@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 21
+GENERATOR_VERSION = 22
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -218,7 +218,16 @@ version 18 6.3, 21 mm^2, 51 HU; ``deeplesion.synth.realism.liver_vessels``);
 20: the same plans, rows and lesions, other images: trabecular bone (vertebral bodies, pelvis, femoral
 heads, the arch's marrow) 30 HU brighter with more texture (38 HU, was 25): in the middle of the
 vertebral body 202 HU, 20 HU of fine and 19 of coarse variation (real 205, 22, 18; version 19 184, 15,
-13).
+13);
+21: the same plans, rows and lesions, other images: the vertebral arch solid bone of 550 HU in thinner
+strokes (cortex round marrow drew hollow tubes), small-bowel loops packed so that neighbours share one
+flat wall (each was drawn whole over the loops before it), renal veins over 10-12 mm of height, the left
+one in front of the aorta (a bar across the spine over 30 mm);
+22: the upper chest: the lungs reach the chest wall from further above zn 0.44 (a ring of fat lay round
+them), the first rib's head at the lung apex (zn 0.34; 0.365), the upper ribs broader and shorter, the
+clavicles (none), the scapulae across the chest wall's posterolateral corner (along the back): bone in
+0.61 of the sectors round the upper lungs, real 0.66 (version 21 0.25); the drawn lungs bound the
+mediastinum and soft-tissue regions, so some placements and rows differ from version 21's.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
