@@ -970,8 +970,8 @@ BONE_ROUND_LUNGS_LIKE_REAL = ((0.5, 0.9),)
 """Median share of the sectors round the upper lungs that hold bone (:func:`bone_round_the_lungs`).
 Real: 0.66 (0.56-0.92) on the 10 regressor slices of the upper chest with lungs; version 21 on 6 bodies:
 0.17, 0.23 and 0.53 at zn 0.37, 0.40 and 0.43, 0.25 in all (its ribs started below the lung apex and cut
-a slice at most twice a side, and the upper lungs lay in a ring of fat); version 22: 0.50, 0.62 and 0.74,
-0.61 in all."""
+a slice at most twice a side, and the upper lungs lay in a ring of fat); version 22: 0.61, 0.62 and 0.73,
+0.63 in all."""
 
 
 def bone_round_the_lungs(hu: npt.NDArray[np.floating], spacing: float) -> tuple[float] | None:

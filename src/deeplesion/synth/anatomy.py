@@ -256,11 +256,14 @@ FRONT_FAT_SHARE = 0.5
 # Organs: name -> (tissue, keyframes (zn, cx, cy, a, b) in cavity units, angle degrees, irregularity).
 # "L"/"R" suffixes are the patient's left (+x) and right (-x).
 ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], float, float]] = {
+    # version 22: the lungs widen quickly below the apex (a keyframe at 0.345, larger at 0.37): small upper
+    # lungs lay in a wide cavity of fat, where real ones fill the rib cage round a narrow mediastinum
     "lung_R": (
         Tissue.LUNG,
         [
             (0.335, -0.40, 0.15, 0.12, 0.16),
-            (0.37, -0.48, 0.08, 0.36, 0.55),
+            (0.345, -0.47, 0.08, 0.32, 0.55),
+            (0.37, -0.50, 0.04, 0.40, 0.70),
             (0.43, -0.50, 0.04, 0.47, 0.90),
             (0.52, -0.51, 0.06, 0.47, 0.90),
             (0.555, -0.54, 0.25, 0.40, 0.66),
@@ -273,7 +276,8 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
         Tissue.LUNG,
         [
             (0.335, 0.40, 0.15, 0.12, 0.16),
-            (0.37, 0.48, 0.08, 0.36, 0.55),
+            (0.345, 0.47, 0.08, 0.32, 0.55),
+            (0.37, 0.50, 0.04, 0.40, 0.70),
             (0.43, 0.51, 0.04, 0.46, 0.90),
             (0.52, 0.54, 0.08, 0.44, 0.88),
             (0.57, 0.56, 0.30, 0.36, 0.62),

@@ -1444,7 +1444,7 @@ below: the upper ribs are short and end at the manubrium and the sternum's top."
 UPPER_RIB_HEIGHT = (2.4, 2.2, 1.8, 1.4, 1.15, 1.0)
 """Factors on the first ribs' height along z, the last for all below: the first ribs are broad flat
 bands. With :data:`UPPER_RIB_DROP` and the clavicles they ring the upper lungs as on real slices
-(``tests/test_synth_realism.py``: bone in 0.50, 0.62 and 0.74 of the sectors round the lungs at zn 0.37,
+(``tests/test_synth_realism.py``: bone in 0.61, 0.62 and 0.73 of the sectors round the lungs at zn 0.37,
 0.40 and 0.43; real upper-chest slices 0.66, 0.56-0.92)."""
 
 

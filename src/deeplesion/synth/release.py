@@ -223,10 +223,11 @@ vertebral body 202 HU, 20 HU of fine and 19 of coarse variation (real 205, 22, 1
 strokes (cortex round marrow drew hollow tubes), small-bowel loops packed so that neighbours share one
 flat wall (each was drawn whole over the loops before it), renal veins over 10-12 mm of height, the left
 one in front of the aorta (a bar across the spine over 30 mm);
-22: the upper chest: the lungs reach the chest wall from further above zn 0.44 (a ring of fat lay round
-them), the first rib's head at the lung apex (zn 0.34; 0.365), the upper ribs broader and shorter, the
-clavicles (none), the scapulae across the chest wall's posterolateral corner (along the back): bone in
-0.61 of the sectors round the upper lungs, real 0.66 (version 21 0.25); the drawn lungs bound the
+22: the upper chest: the lungs larger just below the apex (zn 0.345-0.37) and reaching the chest wall
+from further above zn 0.44 (small lungs lay in a ring of fat), the first rib's head at the lung apex (zn
+0.34; 0.365), the upper ribs broader and shorter, the clavicles (none), the scapulae across the chest
+wall's posterolateral corner (along the back): bone in 0.63 of the sectors round the upper lungs, real
+0.66 (version 21 0.25); lung lesions are placed in the lungs' sections and the drawn lungs bound the
 mediastinum and soft-tissue regions, so some placements and rows differ from version 21's.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
