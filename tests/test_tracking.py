@@ -119,6 +119,24 @@ def test_a_link_between_rows_far_apart_in_height_does_not_join_their_tracks() ->
     assert len(joined.tracks) == 1
 
 
+def test_a_lesion_bookmarked_in_one_scan_only_does_not_drag_the_millimetre_offset() -> None:
+    """Two lesions per scan, one of each bookmarked in that scan only (synthetic release of version 22,
+    patient 38): the assignment pairs the two unmatched ones (0.12 apart in height, under max_cost), whose
+    offset in scanner mm (-140) disagrees with the true pair's (+10). The median of the two offsets is
+    their mean, 75 mm off for both, and left both unlinked at the max_cost of the time (0.25); the cheaper
+    pair's offset keeps the true link."""
+    rows = [lesion(1, 1, (0.50, 0.52, 0.400), 10.0, key=22), lesion(1, 1, (0.45, 0.60, 0.518), 26.0, key=45)]
+    rows += [lesion(1, 2, (0.49, 0.50, 0.385), 12.0, key=24), lesion(1, 2, (0.36, 0.60, 0.635), 27.0, key=17)]
+    catalog = catalog_of(rows)
+    features = LesionFeatures.from_catalog(catalog)
+    scans = features.scans()
+    for disagreement, linked in ((FITTED.millimetre_disagreement, {(0.400, 0.385)}), (0.0, set())):
+        parameters = dataclasses.replace(FITTED, millimetre_disagreement=disagreement, max_cost=0.25)
+        links = match_scans(features, scans[(1, 1, 1)], scans[(1, 2, 1)], parameters)
+        heights = {(catalog.location[k.source][2], catalog.location[k.target][2]) for k in links}
+        assert heights == linked, disagreement
+
+
 def test_the_same_lesion_on_two_series_of_one_study_is_linked() -> None:
     rows = [
         lesion(1, 1, (0.30, 0.40, 0.5), 20.0, series=1),
@@ -182,7 +200,7 @@ def test_a_pair_within_one_study_is_never_answered_with_its_own_source() -> None
     from deeplesion.tracking.pairs import pair_answers
 
     rows = [lesion(1, 1, (0.50, 0.50, 0.5), 20.0)]
-    rows += [lesion(1, 2, (0.50, 0.50, 0.5), 20.0), lesion(1, 2, (0.85, 0.50, 0.5), 20.0, series=2)]
+    rows += [lesion(1, 2, (0.50, 0.50, 0.5), 20.0), lesion(1, 2, (0.95, 0.50, 0.5), 20.0, series=2)]
     catalog = catalog_of(rows)
     source, target = 1, 2
     assert catalog.study[source] == catalog.study[target] and catalog.series[target] == 2
