@@ -36,6 +36,7 @@ PAIRS = SHARED / "dlt/valid.json"
 FOLDS = 5
 GRID: dict[str, tuple[float, ...]] = {
     "size_weight": (0.0, 0.02, 0.05, 0.1, 0.2),
+    "short_weight": (0.0, 0.02, 0.05, 0.1),
     "type_weight": (0.0, 0.02, 0.05, 0.2),
     "interval_weight": (0.0, 0.005, 0.01, 0.02),
     "millimetre_weight": (0.0, 1 / 1000, 1 / 600, 1 / 300, 1 / 150, 1 / 75),
@@ -48,6 +49,7 @@ GRID: dict[str, tuple[float, ...]] = {
 TEMPERATURES = (0.005, 0.01, 0.02, 0.04, 0.08)
 START = TrackingParameters(
     size_weight=0.0,
+    short_weight=0.0,
     type_weight=0.0,
     interval_weight=0.0,
     millimetre_weight=0.0,

@@ -123,14 +123,15 @@ def test_a_lesion_bookmarked_in_one_scan_only_does_not_drag_the_millimetre_offse
     """Two lesions per scan, one of each bookmarked in that scan only (synthetic release of version 22,
     patient 38): the assignment pairs the two unmatched ones (0.12 apart in height, under max_cost), whose
     offset in scanner mm (-140) disagrees with the true pair's (+10). The median of the two offsets is
-    their mean, 75 mm off for both, and left both unlinked at the max_cost of the time (0.25); the cheaper
-    pair's offset keeps the true link."""
+    their mean, 75 mm off for both, and leaves both unlinked at max_cost 0.25; the cheaper pair's offset
+    (``millimetre_disagreement`` 100 mm, which the fit on all real pairs does not choose) keeps the true
+    link."""
     rows = [lesion(1, 1, (0.50, 0.52, 0.400), 10.0, key=22), lesion(1, 1, (0.45, 0.60, 0.518), 26.0, key=45)]
     rows += [lesion(1, 2, (0.49, 0.50, 0.385), 12.0, key=24), lesion(1, 2, (0.36, 0.60, 0.635), 27.0, key=17)]
     catalog = catalog_of(rows)
     features = LesionFeatures.from_catalog(catalog)
     scans = features.scans()
-    for disagreement, linked in ((FITTED.millimetre_disagreement, {(0.400, 0.385)}), (0.0, set())):
+    for disagreement, linked in ((100.0, {(0.400, 0.385)}), (0.0, set())):
         parameters = dataclasses.replace(FITTED, millimetre_disagreement=disagreement, max_cost=0.25)
         links = match_scans(features, scans[(1, 1, 1)], scans[(1, 2, 1)], parameters)
         heights = {(catalog.location[k.source][2], catalog.location[k.target][2]) for k in links}
