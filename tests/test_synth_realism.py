@@ -560,6 +560,18 @@ def test_ribs_are_thin_rings_on_the_lungs_covered_by_the_wall() -> None:
             assert fat < 0.1, (seed, zn, fat)  # in the muscle of the chest wall, not in the fat
 
 
+def body_mask(smooth_hu: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_] | None:
+    """(H, W) the body in a smoothed slice (HU): above -400 HU, opened twice (the table and noise go),
+    holes filled, the largest region; None when nothing is above -400 HU."""
+    from scipy import ndimage
+
+    body = ndimage.binary_fill_holes(ndimage.binary_opening(smooth_hu > -400.0, iterations=2))
+    labels, count = ndimage.label(body)
+    if count == 0:
+        return None
+    return np.asarray(labels == 1 + int(np.argmax(ndimage.sum(body, labels, range(1, count + 1)))))
+
+
 def flank_rib_cuts(hu: npt.NDArray[np.floating], spacing: float) -> npt.NDArray[np.float64]:
     """(N, 3) rib cuts within 50 degrees of the sides and 45 mm of the skin (regions above 250 HU, their
     marrow filled in, at least 8 mm^2): long axis (mm, four standard deviations along it), area (mm^2) and
@@ -567,10 +579,8 @@ def flank_rib_cuts(hu: npt.NDArray[np.floating], spacing: float) -> npt.NDArray[
     from scipy import ndimage
 
     hu = np.asarray(hu, dtype=np.float32)
-    smooth = ndimage.uniform_filter(hu, 3)
-    body = ndimage.binary_fill_holes(ndimage.binary_opening(smooth > -400.0, iterations=2))
-    labels, count = ndimage.label(body)
-    body = labels == int(np.argmax(ndimage.sum(body, labels, range(1, count + 1)))) + 1
+    body = body_mask(ndimage.uniform_filter(hu, 3))
+    assert body is not None
     cy, cx = ndimage.center_of_mass(body)
     rows, columns = np.mgrid[: hu.shape[0], : hu.shape[1]]
     side = np.abs(np.cos(np.arctan2(rows - cy, columns - cx))) > math.cos(math.radians(50.0))
@@ -877,9 +887,8 @@ def subcutaneous_fat_mm(hu: npt.NDArray[np.floating], spacing: float) -> dict[st
     from scipy import ndimage
 
     smooth = ndimage.uniform_filter(np.asarray(hu, dtype=np.float32), 3)
-    body = ndimage.binary_fill_holes(ndimage.binary_opening(smooth > -400.0, iterations=2))
-    labels, count = ndimage.label(body)
-    body = labels == int(np.argmax(ndimage.sum(body, labels, range(1, count + 1)))) + 1
+    body = body_mask(smooth)
+    assert body is not None
     cy, cx = ndimage.center_of_mass(body)
     step = 0.5  # mm
     radii = np.arange(0.0, 400.0, step) / spacing
@@ -985,11 +994,9 @@ def bone_round_the_lungs(hu: npt.NDArray[np.floating], spacing: float) -> tuple[
     from scipy import ndimage
 
     values = cv2.medianBlur(np.clip(np.asarray(hu, dtype=np.float32), -1000.0, 3000.0), 3)
-    body = ndimage.binary_fill_holes(ndimage.binary_opening(values > -400.0, iterations=2))
-    labels, count = ndimage.label(body)
-    if count == 0:
+    body = body_mask(values)
+    if body is None:
         return None
-    body = labels == 1 + int(np.argmax(ndimage.sum(body, labels, range(1, count + 1))))
     air = ndimage.binary_opening((values < -400.0) & body)
     labels, count = ndimage.label(air)
     sizes = ndimage.sum(air, labels, range(1, count + 1)) * spacing**2
