@@ -256,12 +256,10 @@ def link_cost(
     loc_a, loc_b = features.location[rows_a], features.location[rows_b]
     shift = _aligned_shift(loc_a, loc_b, p.alignment_rounds, p.max_shift)
     cost = _distances(loc_a + shift, loc_b)
-    if p.size_weight:
-        size_a, size_b = np.log1p(features.long_mm[rows_a]), np.log1p(features.long_mm[rows_b])
-        cost = cost + p.size_weight * np.abs(size_a[:, None] - size_b[None, :])
-    if p.short_weight:
-        short_a, short_b = np.log1p(features.short_mm[rows_a]), np.log1p(features.short_mm[rows_b])
-        cost = cost + p.short_weight * np.abs(short_a[:, None] - short_b[None, :])
+    for weight, diameter in ((p.size_weight, features.long_mm), (p.short_weight, features.short_mm)):
+        if weight:
+            log_a, log_b = np.log1p(diameter[rows_a]), np.log1p(diameter[rows_b])
+            cost = cost + weight * np.abs(log_a[:, None] - log_b[None, :])
     if p.type_weight:
         type_a, type_b = features.lesion_type[rows_a][:, None], features.lesion_type[rows_b][None, :]
         cost = cost + p.type_weight * ((type_a != type_b) & (type_a > 0) & (type_b > 0))
@@ -274,12 +272,11 @@ def link_cost(
         # assigned to some other lesion, and such pairs must not drag the offset
         mm_a, mm_b = features.position_mm[rows_a], features.position_mm[rows_b]
         pairs_a, pairs_b = linear_sum_assignment(cost)
-        plausible = cost[pairs_a, pairs_b] <= p.max_cost
+        assigned = cost[pairs_a, pairs_b]
+        plausible = assigned <= p.max_cost
         if plausible.sum() >= 2:
             offsets = mm_b[pairs_b[plausible]] - mm_a[pairs_a[plausible]]
-            agreeing = _offsets_to_trust(
-                offsets, cost[pairs_a, pairs_b][plausible], p.millimetre_disagreement
-            )
+            agreeing = _offsets_to_trust(offsets, assigned[plausible], p.millimetre_disagreement)
             shift_mm = np.median(offsets[agreeing], axis=0)
             cost = cost + p.millimetre_weight * _distances(mm_a + shift_mm, mm_b)
     return cost
