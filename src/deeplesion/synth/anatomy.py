@@ -1643,12 +1643,12 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
     inside the chest cavity, outside the lungs (as drawn: version 10's lungs reach the chest wall,
     :func:`lung_outline`), the heart, the organs under the diaphragm and the paraspinal muscles.
     ``abdomen``: abdominal cavity outside the liver, kidneys, lungs, heart and the muscles
-    (:data:`CAVITY_MUSCLES`, paraspinal, :func:`iliacus`). ``pelvis``: pelvic cavity outside the
+    (:data:`CAVITY_MUSCLES`, paraspinal, :func:`wing_muscles`). ``pelvis``: pelvic cavity outside the
     bladder, the muscles (:data:`CAVITY_MUSCLES`), the hips with the muscles round them
-    (:func:`hip_muscles`), the ischia and pubic bones (:func:`pelvic_ring`) and the iliacus (version
-    12 and before placed pelvic lesions in the femoral heads and the muscles, which lie in the cavity's
-    section). ``bone``: inside a vertebral body,
-    the sacrum, an iliac wing, the sternum or a femoral head. ``soft_tissue``: inside the skin, outside
+    (:func:`hip_muscles`), the ischia and pubic bones (:func:`pelvic_ring`) and the wings' muscles (the
+    iliacus; the gluteus medius since version 23) (version 12 and before placed pelvic lesions in the
+    femoral heads and the muscles, which lie in the cavity's section). ``bone``: inside a vertebral
+    body, the sacrum, an iliac wing, the sternum or a femoral head. ``soft_tissue``: inside the skin, outside
     the cavity (fat, muscle) and outside the drawn lungs, whose posterior recesses reach past the
     cavity's section (before version 10 a lesion could land there). Cavity regions and the organs exclude
     the bones in them and the vertebra's posterior arch (:func:`in_spine`).
@@ -1691,7 +1691,7 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
             & ~in_bone(body, x, y, z)
             & ~in_spine(body, x, y, z)
         )
-        for section in iliacus(pelvic_wings(body, z)):
+        for section in wing_muscles(pelvic_wings(body, z)):
             inside &= ~section.contains(x, y)
         return inside
     if region == "bone":
@@ -1719,8 +1719,8 @@ def region_mask(body: Body, region: str, x: Array, y: Array, z: float) -> npt.ND
     )
     if region != "pelvis":
         inside &= ~in_drawn_lungs(body, x, y, z)
-    if region != "mediastinum":  # the hips, the muscles round them, the pelvic ring, the iliacus muscles
-        for section in [*hip_muscles(body, z), *pelvic_ring(body, z), *iliacus(pelvic_wings(body, z))]:
+    if region != "mediastinum":  # the hips, the muscles round them, the pelvic ring, the wings' muscles
+        for section in [*hip_muscles(body, z), *pelvic_ring(body, z), *wing_muscles(pelvic_wings(body, z))]:
             inside &= ~section.contains(x, y)
     return inside
 
@@ -1826,20 +1826,26 @@ def sacrum_parts(body: Body, z: float) -> list[Section]:
     # version 10: deeper (0.14 of the cavity's half-depth), the canal behind the body inside the outline
     parts = [Section(0.0, y, half_width, 0.19 * cavity.b * (0.45 + 0.55 * scale))]
     joint = min(max((0.80 - zn) / 0.02, 0.0), 1.0)  # 1 down to zn 0.78, then the alae let go of the wings
+    thickness = 0.14 * cavity.b * (0.5 + 0.5 * scale)  # version 23: 0.10, alae as thin as the wings
     for side in (-1.0, 1.0):
         start = np.array([side * 0.5 * half_width, y])
         own = np.array([side * (half_width + 0.12 * cavity.a * scale + 4.0), y + 0.03 * cavity.b])
         end = own
         if joint > 0.0:
-            wing = min(iliac_wing_parts(cavity, side, zn), key=lambda part: abs(part.cx))  # by the sacrum
-            along = np.array([math.cos(wing.angle), math.sin(wing.angle)])
-            tips = [np.array([wing.cx, wing.cy]) + sign * wing.a * along for sign in (-1.0, 1.0)]
-            tip = min(tips, key=lambda p: abs(float(p[0])))
-            gap = (tip - start) / max(float(np.hypot(*(tip - start))), 1e-6) * 3.0
-            end = joint * (tip - gap) + (1.0 - joint) * own
+            # version 23: the ala runs out to the inner face of the ilium at its own height, and the
+            # ilium's back end reaches on behind it (before, the ala bent back to meet the wing's tip)
+            wing = np.vstack([part.polygon() for part in iliac_wing_parts(cavity, side, zn)])
+            level = wing[np.abs(wing[:, 1] - own[1]) < 0.75 * thickness]
+            if len(level):
+                face = np.array([float(level[np.argmin(np.abs(level[:, 0])), 0]), float(own[1])])
+                joint_end = face - np.array([side * SACROILIAC_JOINT_MM, 0.0])
+            else:  # the wing lies wholly behind or in front: meet the end nearest the midline
+                tip = wing[np.argmin(np.abs(wing[:, 0]))]
+                toward = (tip - start) / max(float(np.hypot(*(tip - start))), 1e-6)
+                joint_end = tip - toward * SACROILIAC_JOINT_MM
+            end = joint * joint_end + (1.0 - joint) * own
         middle, half = 0.5 * (start + end), 0.5 * float(np.hypot(*(end - start)))
         angle = math.atan2(float(end[1] - start[1]), float(end[0] - start[0]))
-        thickness = 0.10 * cavity.b * (0.5 + 0.5 * scale)
         parts.append(Section(float(middle[0]), float(middle[1]), max(half, 1.0), thickness, angle))
     return parts
 
@@ -1934,28 +1940,78 @@ def iliacus(wings: list[Section]) -> list[Section]:
     return sections
 
 
+def gluteus_medius(wings: list[Section]) -> list[Section]:
+    """The gluteus medius on the outer (back, lateral) face of each part of the iliac wings
+    (:func:`pelvic_wings`), :data:`GLUTEUS_MEDIUS_MM` thick (version 23: the wing lay in the cavity's fat,
+    with the thin flank muscles beyond; on real slices it lies between the iliacus and the gluteal
+    muscles)."""
+    sections = []
+    for part in wings:
+        gap = part.b + 0.5 * GLUTEUS_MEDIUS_MM
+        normal = (-math.sin(part.angle), math.cos(part.angle))
+        sections.append(
+            Section(
+                part.cx + gap * normal[0],
+                part.cy + gap * normal[1],
+                0.95 * part.a,
+                0.5 * GLUTEUS_MEDIUS_MM,
+                part.angle,
+            )
+        )
+    return sections
+
+
+GLUTEUS_MEDIUS_MM = 16.0
+"""Thickness of the gluteus medius on an iliac wing, mm (real: 15-25 mm at the iliac crests)."""
+
+
+def wing_muscles(wings: list[Section]) -> list[Section]:
+    """The muscles either side of the iliac wings: :func:`iliacus` and :func:`gluteus_medius`."""
+    return [*iliacus(wings), *gluteus_medius(wings)]
+
+
 def iliac_wing(cavity: Section, side: float, zn: float) -> Section:
     """The ilium of one side (zn 0.70-0.82): above zn 0.76 a thin plate flaring forward and outward from
     the sacroiliac joint (its back end by the sacrum's side, its front end lateral), below it the plate
     shortens and thickens into the bone above the hip socket."""
-    flare = -side * math.radians(55.0)  # front end outward: the pelvis opens forward like a V
+    flare = -side * math.radians(WING_FLARE_DEG)  # front end outward: the pelvis opens forward like a V
+    x, y, length = WING_CENTRE[0] * cavity.a, cavity.cy + WING_CENTRE[1] * cavity.b, WING_LENGTH * cavity.a
     if zn <= 0.76:
         grow = math.sin(0.5 * math.pi * max(zn - 0.70, 0.0) / 0.06)
         return Section(
-            side * 0.66 * cavity.a,
-            cavity.cy + 0.25 * cavity.b,
-            0.36 * cavity.a * (0.5 + 0.5 * grow),
-            5.0 + 3.0 * grow,  # version 9: thinner (7 + 4 grow), real wings are 5-15 mm thick
+            side * x,
+            y,
+            length * (0.5 + 0.5 * grow),
+            WING_HALF_THICKNESS_MM[0] + WING_HALF_THICKNESS_MM[1] * grow,
             flare,
         )
     t = min((zn - 0.76) / 0.06, 1.0)
     return Section(
-        side * (0.66 - 0.01 * t) * cavity.a,
-        cavity.cy + (0.25 - 0.17 * t) * cavity.b,
-        0.36 * cavity.a * (1.0 - t) + 20.0 * t,
-        8.0 + 10.0 * t,
-        flare * (1.0 - 0.7 * t),
+        side * (x + (0.65 - WING_CENTRE[0]) * t * cavity.a),  # the roof of the hip socket at zn 0.82
+        y - (WING_CENTRE[1] - 0.08) * t * cavity.b,
+        length * (1.0 - t) + 20.0 * t,
+        sum(WING_HALF_THICKNESS_MM) + 10.0 * t,
+        flare * (1.0 - 0.5 * t),
     )
+
+
+SACROILIAC_JOINT_MM = 5.0
+"""Gap between a sacral ala's end and its ilium (version 23; 3 mm before, when the joint did not show
+between the two blurred cortices in the soft-tissue window, and wing and sacrum read as one bone)."""
+WING_FLARE_DEG = 48.0
+"""Angle of an iliac wing's long axis from the left-right axis, front end outward (55 before version 23)."""
+WING_CENTRE = (0.58, 0.36)
+"""Centre of an iliac wing's plate (zn 0.70-0.76): out from the midline and behind the cavity's centre, in
+the cavity's half-axes (version 23; (0.66, 0.25) before: the wing's back end stopped at the sacrum's side,
+0.72 of the body's depth from the front and 0.41 of its half-width out, real 0.81 and 0.30)."""
+WING_LENGTH = 0.43
+"""Half-length of a grown iliac wing's plate in the cavity's half-width (0.36 before version 23)."""
+WING_HALF_THICKNESS_MM = (3.0, 2.0)
+"""Half-thickness of an iliac wing at its crest (zn 0.70) and what it gains by zn 0.76, mm (version 23;
+(5, 3) before: real wings are 6-15 mm thick, 8.7 the median of the measured ones)."""
+WING_BACK_THICKENING = 0.6
+"""How much thicker the back end of an iliac wing's plate is than its front end (version 23: the posterior
+ilium by the sacroiliac joint, the thickest part of the plate on real slices)."""
 
 
 def iliac_wing_parts(cavity: Section, side: float, zn: float) -> list[Section]:
@@ -1976,6 +2032,8 @@ def iliac_wing_parts(cavity: Section, side: float, zn: float) -> list[Section]:
         # version 10: thick at both ends (the sacroiliac joint behind, the anterior spine in front), thin
         # in the middle where the iliac fossa is a plate of little more than cortex (was even throughout)
         taper = 1.0 - plate * max(0.55 - 0.98 * s * s, 0.0)
+        # version 23: the back end, by the sacroiliac joint, the thickest (the posterior ilium)
+        taper *= 1.0 + WING_BACK_THICKENING * plate * max(-side * s - 0.25, 0.0) / 0.5
         parts.append(Section(float(centre[0]), float(centre[1]), 0.3 * wing.a, wing.b * taper, angle))
     return parts
 

@@ -44,7 +44,6 @@ from deeplesion.synth.anatomy import (
     harmonic_jitter,
     hilum_opening,
     hip_muscles,
-    iliacus,
     organ_outline_to_wall,
     pelvic_ring,
     pelvic_wings,
@@ -52,6 +51,7 @@ from deeplesion.synth.anatomy import (
     sacrum_parts,
     smooth_step,
     smooth_window,
+    wing_muscles,
 )
 
 SHIFT = 4  # OpenCV subpixel bits: coordinates are multiplied by 2**SHIFT
@@ -1307,7 +1307,7 @@ def _draw_bones(
         _draw_vertebra(canvas, vertebral_body, z, zn)
     _draw_ribs(canvas, body, slab, cavity, wall)
     wings = pelvic_wings(body, z)
-    for muscle in iliacus(wings):
+    for muscle in wing_muscles(wings):
         canvas.section(muscle, Tissue.MUSCLE)
     for muscle in hip_muscles(body, z):  # the femur sits in muscle
         canvas.section(muscle, Tissue.MUSCLE)
@@ -1318,8 +1318,13 @@ def _draw_bones(
     plates = bone_sections(body, z, wings=wings, sacrum=sacrum)[1 if vertebral_body is not None else 0 :]
     for section in plates:
         canvas.section(section, Tissue.CORTICAL)
+    # version 23: an iliac wing's plate is compact bone through (its marrow in the soft-tissue window
+    # was a grey mottle inside a white rim; real wings are white plates), the thick bone above the hip
+    # socket keeps its marrow
+    compact = {id(part) for part in wings if part.b < WING_MARROW_MM}
     for section in plates:
-        canvas.section(section, Tissue.TRABECULAR, inset_mm=2.5)
+        inner = Tissue.ARCH if id(section) in compact else Tissue.TRABECULAR
+        canvas.section(section, inner, inset_mm=2.5)
     if sacrum and sacrum[0].a > 10.0:
         # the sacral canal: a flat triangle behind the body under a thin roof of lamina; small foramina in
         # the front of the alae, by the body (version 10: a round canal in the middle of the bone and a
@@ -1338,6 +1343,11 @@ def _draw_bones(
         canvas.section(bone, Tissue.TRABECULAR, inset_mm=2.5)
     for x, y, radius in hips:
         _draw_hip(canvas, x, y, radius, zn)
+
+
+WING_MARROW_MM = 7.0
+"""Iliac wing parts thinner than this (half-thickness, mm) are compact bone inside their cortex
+(:data:`~deeplesion.synth.anatomy.Tissue.ARCH`); thicker ones hold marrow."""
 
 
 def _draw_vertebra(canvas: Canvas, vertebral_body: Section, z: float, zn: float) -> None:

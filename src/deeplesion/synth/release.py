@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 22
+GENERATOR_VERSION = 23
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -228,7 +228,15 @@ from further above zn 0.44 (small lungs lay in a ring of fat), the first rib's h
 0.34; 0.365), the upper ribs broader and shorter, the clavicles (none), the scapulae across the chest
 wall's posterolateral corner (along the back): bone in 0.63 of the sectors round the upper lungs, real
 0.66 (version 21 0.25); lung lesions are placed in the lungs' sections and the drawn lungs bound the
-mediastinum and soft-tissue regions, so some placements and rows differ from version 21's.
+mediastinum and soft-tissue regions, so some placements and rows differ from version 21's;
+23: the pelvis: the iliac wings longer and reaching back and in to beside the spinous processes (their
+back ends stopped at the sacrum's side), thinner (3-5 mm half-thickness, 5-8 before), compact bone in
+their thin parts (marrow drew a grey mottle inside a white rim), the posterior ilium thickest; the
+sacrum's alae run straight out to the ilium's inner face, 5 mm short of it (the joint showed nowhere in
+the soft-tissue window), and the gluteus medius on the wings' outer face (they lay in fat): slope 47.7
+degrees, length 0.82 of the body's half-width, 8.8 mm thick, back ends 0.83 deep and 0.28 out; real 47.8,
+0.80, 8.7, 0.81, 0.30 (version 22 0.60 long, back ends 0.72 deep, 0.41 out). Bone lesions placed in a
+wing move with it and pelvic lesions stay out of the new muscle, so some rows differ from version 22's.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
