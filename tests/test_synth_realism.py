@@ -1163,6 +1163,37 @@ def test_the_iliac_wings_lie_in_muscle_on_both_faces() -> None:
                 assert muscle > 0.8, (seed, zn, face, muscle)
 
 
+def test_the_aortic_arch_and_the_pulmonary_arteries_cross_the_mediastinum() -> None:
+    """Version 23: at the arch's height one artery runs from the ascending aorta in front, left of the
+    trachea, to the descending aorta beside the spine (version 22 drew the arch as a tube that moved from
+    front to back with height, so each slice cut it as a round blob, and across the trachea); at the
+    pulmonary arteries' height the arteries reach from the trunk out to both hila (version 22: none)."""
+    from scipy import ndimage
+
+    geometry = SliceGeometry(512, 0.75, -1024.0)
+    for seed in (0, 1):
+        body = random_body(np.random.default_rng(seed))
+        z = 0.418 * body.height_mm
+        labels = render_labels(body, geometry, z)
+        ascending = body.vessel("aorta_ascending", 0.425 * body.height_mm)
+        trachea = body.vessel("trachea", z)
+        assert ascending is not None and trachea is not None
+        arteries, _ = ndimage.label(labels == Tissue.ARTERY)
+        column, row = np.round(geometry.points_to_px(np.array([ascending[:2]]))[0]).astype(int)
+        rows, columns = np.nonzero(arteries == arteries[row, column])
+        x, y = geometry.to_body(columns.astype(float), rows.astype(float))
+        assert np.ptp(y) > 60.0, (seed, np.ptp(y))  # front to back, mm
+        beside = np.abs(y - trachea[1]) < trachea[2]
+        assert beside.any() and (x[beside] > trachea[0]).all()  # against the trachea's left side
+        z = 0.442 * body.height_mm
+        labels = render_labels(body, geometry, z)
+        cavity = body.cavity(z)
+        rows, columns = np.nonzero(labels == Tissue.ARTERY)
+        x, y = geometry.to_body(columns.astype(float), rows.astype(float))
+        central = np.abs(y - cavity.cy) < 0.6 * cavity.b
+        assert x[central].min() < -0.3 * cavity.a and x[central].max() > 0.3 * cavity.a, seed
+
+
 def test_the_scapulae_are_thin_blades_in_the_muscles_behind_the_chest_wall() -> None:
     """Version 22: each blade crosses the chest wall's posterolateral corner, its lateral end toward the
     armpit, at 35-65 degrees from the horizontal (four real upper-chest slices of the body-part regressor,

@@ -485,15 +485,22 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
 
 # Tubes: name -> (tissue, keyframes (zn, cx, cy) in cavity units, radius mm)
 VESSELS: dict[str, tuple[Tissue, list[tuple[float, float, float]], float]] = {
-    "aorta_ascending": (Tissue.ARTERY, [(0.425, 0.02, -0.10), (0.47, 0.05, -0.18)], 15.0),
-    "aorta_arch": (Tissue.ARTERY, [(0.415, 0.0, 0.10), (0.43, 0.05, 0.20)], 13.0),
+    # version 23: the ascending aorta, the pulmonary trunk and the SVC 30-40 mm in front of the trachea,
+    # side by side (they overlapped the trachea and each other, which was drawn over them)
+    "aorta_ascending": (Tissue.ARTERY, [(0.425, 0.0, -0.40), (0.47, 0.02, -0.40)], 15.0),
+    # version 23: the arch's branches in front of and beside the trachea (the arch itself is an
+    # IN_PLANE_VESSELS bar; a tube that moved from front to back over 15 mm of height before)
+    "brachiocephalic_trunk": (Tissue.ARTERY, [(0.36, -0.15, -0.22), (0.415, -0.08, -0.28)], 6.5),
+    "carotid_L": (Tissue.ARTERY, [(0.35, 0.10, -0.18), (0.415, 0.08, -0.26)], 4.5),
+    "subclavian_L": (Tissue.ARTERY, [(0.36, 0.24, -0.02), (0.415, 0.20, -0.12)], 5.5),
+    "brachiocephalic_vein_R": (Tissue.VEIN, [(0.35, -0.24, -0.24), (0.38, -0.22, -0.30)], 7.0),
     "aorta": (
         Tissue.ARTERY,
         [(0.425, 0.12, 0.58), (0.56, 0.08, 0.60), (0.64, 0.04, 0.45), (0.72, 0.03, 0.40)],
         12.0,
     ),
-    "pulmonary_trunk": (Tissue.ARTERY, [(0.43, 0.12, -0.20), (0.46, 0.14, -0.28)], 13.0),
-    "svc": (Tissue.VEIN, [(0.38, -0.18, -0.10), (0.46, -0.16, -0.12)], 9.0),
+    "pulmonary_trunk": (Tissue.ARTERY, [(0.43, 0.24, -0.28), (0.46, 0.20, -0.38)], 13.0),
+    "svc": (Tissue.VEIN, [(0.38, -0.22, -0.30), (0.46, -0.20, -0.32)], 9.0),
     "ivc": (Tissue.VEIN, [(0.55, -0.18, 0.30), (0.63, -0.16, 0.35), (0.74, -0.10, 0.38)], 11.0),
     "portal_vein": (Tissue.VEIN, [(0.585, -0.18, 0.10), (0.615, -0.10, 0.12)], 7.0),
     "iliac_R": (Tissue.ARTERY, [(0.72, -0.08, 0.38), (0.80, -0.40, 0.10)], 6.5),
@@ -504,6 +511,24 @@ VESSELS: dict[str, tuple[Tissue, list[tuple[float, float, float]], float]] = {
     "esophagus": (Tissue.MUSCLE, [(0.26, 0.02, 0.05), (0.45, 0.06, 0.30), (0.55, 0.10, 0.35)], 7.0),
     "rectum": (Tissue.BOWEL_WALL, [(0.78, 0.0, 0.50), (0.88, 0.0, 0.35)], 16.0),
 }
+
+IN_PLANE_VESSELS: dict[str, tuple[Tissue, float, float, list[tuple[float, float]]]] = {
+    "aortic_arch": (
+        Tissue.ARTERY,
+        0.418,
+        13.0,
+        [(0.0, -0.38), (0.16, -0.24), (0.23, 0.02), (0.17, 0.35), (0.12, 0.52)],
+    ),
+    "pulmonary_artery_R": (Tissue.ARTERY, 0.443, 9.0, [(0.16, -0.26), (-0.05, -0.15), (-0.36, -0.02)]),
+    "pulmonary_artery_L": (Tissue.ARTERY, 0.436, 10.0, [(0.24, -0.28), (0.32, -0.10), (0.38, 0.08)]),
+    "brachiocephalic_vein_L": (Tissue.VEIN, 0.395, 6.0, [(0.32, -0.30), (0.0, -0.40), (-0.22, -0.30)]),
+}
+"""Vessels that run across the body, not along it (version 23): name -> (tissue, normalized height of the
+centre line, radius mm, centre line (x, y) in cavity units). A slice cuts one as a band along the line,
+as wide as the tube's chord at the slice's distance from the centre line. The aortic arch from the
+ascending to the descending aorta; the pulmonary arteries from the trunk to the hila, the right one
+behind the ascending aorta; the left brachiocephalic vein across in front of the arch's branches."""
+
 
 BESIDE_SPINE = {"aorta": 1.0, "ivc": 3.0, "esophagus": 2.0}
 """Tubes that lie against the vertebral body, never over it: name -> gap to its surface, mm."""
@@ -920,6 +945,19 @@ class Body:
             if distance < needed:
                 x, y = bone.cx + dx * needed / distance, bone.cy + dy * needed / distance
         return x, y, r
+
+    def in_plane_vessel(self, name: str, z: float) -> tuple[Array, float] | None:
+        """The centre line ((K, 2) x, y mm) and the half-width (mm) of the band that the slice at height
+        ``z`` cuts from the cross-running vessel ``name`` (:data:`IN_PLANE_VESSELS`); None where the slice
+        misses it."""
+        _, zn, radius, line = IN_PLANE_VESSELS[name]
+        radius *= math.sqrt(self.width_scale)
+        off = z - zn * self.height_mm
+        if abs(off) >= radius:
+            return None
+        cavity = self.cavity(z)
+        points = np.array(line) * np.array([cavity.a, cavity.b]) + np.array([0.0, cavity.cy])
+        return points, math.sqrt(radius * radius - off * off)
 
     def spine(self, z: float) -> tuple[float, float, float] | None:
         """Vertebral body centre (x, y) mm and radius mm at height ``z``; None below the lumbar spine."""

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deeplesion.synth.anatomy import (
+    IN_PLANE_VESSELS,
     LUNG_VESSEL_Z_EXTENT_MM,
     ORAL_CONTRAST_HU,
     ORGANS,
@@ -634,7 +635,10 @@ def render_labels(
     _draw_kidneys(canvas, body, z)
     for name in (
         "aorta_ascending",
-        "aorta_arch",
+        "brachiocephalic_trunk",
+        "carotid_L",
+        "subclavian_L",
+        "brachiocephalic_vein_R",
         "aorta",
         "pulmonary_trunk",
         "svc",
@@ -647,6 +651,10 @@ def render_labels(
         tube = body.vessel(name, z)
         if tube is not None:
             canvas.circle(*tube, VESSELS[name][0])
+    for name, (tissue, *_) in IN_PLANE_VESSELS.items():
+        band = body.in_plane_vessel(name, z)
+        if band is not None:
+            canvas.line(band[0], 2.0 * band[1], tissue)
     _draw_airways(canvas, body, z)
     _draw_bones(canvas, body, z, zn, cavity, wall, (z, z) if slab is None else slab)
     return labels

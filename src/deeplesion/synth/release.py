@@ -237,6 +237,13 @@ the soft-tissue window), and the gluteus medius on the wings' outer face (they l
 degrees, length 0.82 of the body's half-width, 8.8 mm thick, back ends 0.83 deep and 0.28 out; real 47.8,
 0.80, 8.7, 0.81, 0.30 (version 22 0.60 long, back ends 0.72 deep, 0.41 out). Bone lesions placed in a
 wing move with it and pelvic lesions stay out of the new muscle, so some rows differ from version 22's.
+In the upper mediastinum the aortic arch is a bar from the ascending aorta, left of the trachea, to the
+descending aorta (a tube moving front to back with height, across the trachea), the pulmonary arteries
+run from the trunk to the hila (none), the arch has its branches and the left brachiocephalic vein, and
+the ascending aorta, pulmonary trunk and SVC lie side by side 30-40 mm in front of the trachea (they
+overlapped it): between the lungs at zn 0.42-0.46 fat is 0.31 of the tissue (version 22 0.42; real, the
+7 regressor slices from the arch to the heart, 0.12), the lungs 48 mm apart (real 70): still too much
+fat, the lungs' medial outlines being ellipses.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
