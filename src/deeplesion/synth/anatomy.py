@@ -1864,7 +1864,7 @@ def sacrum_parts(body: Body, z: float) -> list[Section]:
     # version 10: deeper (0.14 of the cavity's half-depth), the canal behind the body inside the outline
     parts = [Section(0.0, y, half_width, 0.19 * cavity.b * (0.45 + 0.55 * scale))]
     joint = min(max((0.80 - zn) / 0.02, 0.0), 1.0)  # 1 down to zn 0.78, then the alae let go of the wings
-    thickness = 0.14 * cavity.b * (0.5 + 0.5 * scale)  # version 23: 0.10, alae as thin as the wings
+    thickness = 0.14 * cavity.b * (0.5 + 0.5 * scale)  # 0.10 before version 23: alae thin as a wing
     for side in (-1.0, 1.0):
         start = np.array([side * 0.5 * half_width, y])
         own = np.array([side * (half_width + 0.12 * cavity.a * scale + 4.0), y + 0.03 * cavity.b])
@@ -1981,8 +1981,8 @@ def iliacus(wings: list[Section]) -> list[Section]:
 def gluteus_medius(wings: list[Section]) -> list[Section]:
     """The gluteus medius on the outer (back, lateral) face of each part of the iliac wings
     (:func:`pelvic_wings`), :data:`GLUTEUS_MEDIUS_MM` thick (version 23: the wing lay in the cavity's fat,
-    with the thin flank muscles beyond; on real slices it lies between the iliacus and the gluteal
-    muscles)."""
+    with the thin flank muscles beyond; on real slices the wing lies between the iliacus inside and this
+    muscle outside)."""
     sections = []
     for part in wings:
         gap = part.b + 0.5 * GLUTEUS_MEDIUS_MM
