@@ -1965,17 +1965,24 @@ def pelvic_ring(body: Body, z: float) -> list[Section]:
     return [*ischia(body, z), *pubic_bones(body, z)]
 
 
+def _wing_face_muscle(wings: list[Section], face: float, gap_mm: float, half_mm: float) -> list[Section]:
+    """A muscle along one face of each part of the iliac wings: ``face`` 1 the inner (front, medial)
+    face, -1 the outer; centred ``gap_mm`` beyond the part's half-thickness, ``half_mm`` thick either
+    side of its centre line, 0.95 of the part long."""
+    sections = []
+    for part in wings:
+        gap = part.b + gap_mm
+        normal = (face * math.sin(part.angle), -face * math.cos(part.angle))
+        sections.append(
+            Section(part.cx + gap * normal[0], part.cy + gap * normal[1], 0.95 * part.a, half_mm, part.angle)
+        )
+    return sections
+
+
 def iliacus(wings: list[Section]) -> list[Section]:
     """The iliacus muscle lining the inner (front, medial) face of each part of the iliac wings
     (:func:`pelvic_wings`)."""
-    sections = []
-    for part in wings:
-        gap = part.b + 5.0
-        normal = (math.sin(part.angle), -math.cos(part.angle))
-        sections.append(
-            Section(part.cx + gap * normal[0], part.cy + gap * normal[1], 0.95 * part.a, 7.0, part.angle)
-        )
-    return sections
+    return _wing_face_muscle(wings, 1.0, 5.0, 7.0)
 
 
 def gluteus_medius(wings: list[Section]) -> list[Section]:
@@ -1983,20 +1990,7 @@ def gluteus_medius(wings: list[Section]) -> list[Section]:
     (:func:`pelvic_wings`), :data:`GLUTEUS_MEDIUS_MM` thick (version 23: the wing lay in the cavity's fat,
     with the thin flank muscles beyond; on real slices the wing lies between the iliacus inside and this
     muscle outside)."""
-    sections = []
-    for part in wings:
-        gap = part.b + 0.5 * GLUTEUS_MEDIUS_MM
-        normal = (-math.sin(part.angle), math.cos(part.angle))
-        sections.append(
-            Section(
-                part.cx + gap * normal[0],
-                part.cy + gap * normal[1],
-                0.95 * part.a,
-                0.5 * GLUTEUS_MEDIUS_MM,
-                part.angle,
-            )
-        )
-    return sections
+    return _wing_face_muscle(wings, -1.0, 0.5 * GLUTEUS_MEDIUS_MM, 0.5 * GLUTEUS_MEDIUS_MM)
 
 
 GLUTEUS_MEDIUS_MM = 16.0
