@@ -1094,19 +1094,17 @@ def iliac_wing_shape(hu: npt.NDArray[np.floating], spacing: float) -> tuple[floa
     top, bottom = rows.min(), rows.max()
     middle, half = 0.5 * (columns.min() + columns.max()), 0.5 * (columns.max() - columns.min())
     labels, _ = ndimage.label((values >= 275.0) & body)
-    regions = ndimage.find_objects(labels)
+    large = []  # (rows, columns) of each bone region of at least 60 mm^2
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        r, c = np.nonzero(labels[box] == k)
+        if len(r) * spacing**2 >= 60.0:
+            large.append((r + box[0].start, c + box[1].start))
     sides = []
     for side in (-1.0, 1.0):
-        wing = None
-        for k, box in enumerate(regions, start=1):
-            r, c = np.nonzero(labels[box] == k)
-            r, c = r + box[0].start, c + box[1].start
-            large_and_lateral = len(r) * spacing**2 >= 60.0 and np.median((c - middle) * side) > 0.3 * half
-            if large_and_lateral and (wing is None or len(r) > len(wing[0])):
-                wing = (r, c)
-        if wing is None:
+        lateral = [(r, c) for r, c in large if np.median((c - middle) * side) > 0.3 * half]
+        if not lateral:
             return None
-        r, c = wing
+        r, c = max(lateral, key=lambda region: len(region[0]))
         variance, axes = np.linalg.eigh(np.cov(np.vstack([c, r]).astype(np.float64)))
         slope = np.degrees(np.arctan2(abs(axes[1, 1]), abs(axes[0, 1])))
         length = 4.0 * np.sqrt(variance[1])  # pixels; a uniform bar of length L gives 1.15 L
