@@ -45,6 +45,7 @@ from deeplesion.synth.anatomy import (
     harmonic_jitter,
     hilum_opening,
     hip_muscles,
+    mediastinum,
     organ_outline_to_wall,
     pelvic_ring,
     pelvic_wings,
@@ -619,6 +620,9 @@ def render_labels(
         if reaching is not None:
             canvas.polygon(reaching, ORGANS[name][0])
     _draw_lungs(canvas, lungs)
+    middle = mediastinum(body, z)
+    if middle is not None:  # the mediastinum between the lungs, its organs drawn in it below
+        canvas.section(middle, Tissue.VISCERAL_FAT)
     _draw_abdomen(canvas, body, z)
     _draw_heart(canvas, body, z)
     # behind the spine, over the lungs' and kidneys' back edges (the ribs and their muscles are there)

@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 23
+GENERATOR_VERSION = 24
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -243,7 +243,14 @@ run from the trunk to the hila (none), the arch has its branches and the left br
 the ascending aorta, pulmonary trunk and SVC lie side by side 30-40 mm in front of the trachea (they
 overlapped it): between the lungs at zn 0.42-0.46 fat is 0.31 of the tissue (version 22 0.42; real, the
 7 regressor slices from the arch to the heart, 0.12), the lungs 48 mm apart (real 70): still too much
-fat, the lungs' medial outlines being ellipses.
+fat, the lungs' medial outlines being ellipses;
+24: the mediastinum from the lung apices to the heart is a lens drawn over larger lung sections (the lungs
+meet it and each other in front, 2.5 mm apart), the great vessels larger (ascending aorta 34 mm across,
+30 before), the lung vessel trees start just outside the lens (where the hila are; their trunks lay
+under it) and supply only lung the lens leaves: between the lungs at zn 0.42-0.46 fat 0.24 of the tissue,
+the lungs 63 mm apart (version 23 0.30 and 47 mm; real 0.12 and 70 mm; ``mediastinal_fat`` in
+the realism tests); 2.0% of the lung above -500 HU
+on 5 mm slices (real 2.5%). Every plan is drawn anew: all rows differ from version 23's.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
