@@ -135,6 +135,13 @@ def place(
 
 LOCATION_CANDIDATES = 16
 """Candidate places per lesion: the stratified draw and 15 free draws from the real quantiles."""
+SMALL_TYPE_CANDIDATES = 48
+"""Candidate places per lesion of a type under :data:`SMALL_TYPE_SHARE` of the real rows (version 24).
+Such a type has 2-10 lesions in 40 patients, one of them may give 6 of its 20 rows, and its organs lie at
+the body's edge (soft tissue, bone), so few places are near the real mean on all three axes at once: with
+16 candidates, seeds 0-11 of version 24's anatomy ended a small type up to 0.073 from the real mean location
+on 3 of them (0.060 on 1 with 48; planning 40 patients takes 10 s instead of 8)."""
+SMALL_TYPE_SHARE = 0.1
 
 
 HERD_TOLERANCE = 0.01
@@ -346,7 +353,8 @@ def make_lesion(
     reach = draft.reach_mm * scale
     draws = [u]
     if herd is not None:
-        for _ in range(LOCATION_CANDIDATES - 1):
+        small = stats["types"][kind]["share"] < SMALL_TYPE_SHARE
+        for _ in range((SMALL_TYPE_CANDIDATES if small else LOCATION_CANDIDATES) - 1):
             x, y, z = (float(v) for v in rng.uniform(0.02, 0.98, 3))
             draws.append((x, y, z))
     found = (place(body, kind, rng, d, avoid, max(a, b), z_hint, reach) for d in draws)
