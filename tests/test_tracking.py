@@ -412,7 +412,9 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from deeplesion.synth import make_synthetic_release
 
     out = tmp_path_factory.mktemp("tracking") / "release"
-    make_synthetic_release(out, patients=8, seed=3)
+    # seed 6: 8 patients whose lesions give 134 identity pairs (seed 3's gave 48 after version 24
+    # drew the plans anew; the tests want at least 50 to score)
+    make_synthetic_release(out, patients=8, seed=6)
     return out
 
 

@@ -47,6 +47,7 @@ from deeplesion.slices import encode_slice, read_slice_hu
 from deeplesion.synth.anatomy import PHASE_WEIGHTS, PHASES, Body, random_body
 from deeplesion.synth.lesions import (
     RowHerd,
+    SizeHerd,
     Strata,
     draw_long_mm,
     feret_at_centre,
@@ -383,7 +384,7 @@ def plan_release(patients: int, seed: int, *, quirks: bool = False) -> list[Pati
         raise UsageError("`patients` must be at least 1")
     release_rng = np.random.default_rng([seed, 0])
     splits = _splits(patients, release_rng)
-    sizes = Strata(float(release_rng.random()), {})
+    sizes = SizeHerd({})
     heights = Strata(float(release_rng.random()), {})
     across = Strata(float(release_rng.random()), {})
     front_back = Strata(float(release_rng.random()), {})
@@ -405,7 +406,7 @@ def _plan_patient(
     index: int,
     seed: int,
     split: Split,
-    sizes: Strata,
+    sizes: SizeHerd,
     location: tuple[Strata, Strata, Strata],
     herd: RowHerd,
 ) -> PatientPlan:
@@ -420,6 +421,7 @@ def _plan_patient(
     plan = PatientPlan(index, body, sex, split, [])
     courses: dict[str, Course] = {}
     placed: list[Lesion3D] = []
+    size_bins: dict[str, int] = {}
     for _ in range(count):
         course = _course(studies, rng)
         rows = course.last - course.first + 1.0  # the rows it gives if annotated in every study
@@ -431,10 +433,11 @@ def _plan_patient(
             fitting = [x.center[2] for x in placed if low <= body.zn(x.center[2]) <= high]
             same_z = fitting[int(rng.integers(len(fitting)))] if fitting else None
         where = (across.next(kind, rng), front_back.next(kind, rng), heights.next(kind, rng))
+        size, size_bin = sizes.next(kind, rows, rng)
         lesion = make_lesion(
             body,
             kind,
-            draw_long_mm(kind, sizes.next(kind, rng)),
+            draw_long_mm(kind, size),
             rng,
             where,
             placed,
@@ -444,8 +447,10 @@ def _plan_patient(
         )
         if lesion is None:
             log.debug("patient %d: no room for a %s lesion", index, kind)
+            sizes.add(kind, size_bin, -rows)
             continue
         lesion_id = f"{index:06d}-L{len(placed) + 1:02d}"
+        size_bins[lesion_id] = size_bin
         placed.append(lesion)
         plan.lesions[lesion_id] = lesion
         courses[lesion_id] = course
@@ -489,6 +494,7 @@ def _plan_patient(
         where = normalized_location(body, *lesion.center)
         course = courses[lesion_id]
         herd.add(lesion.kind, where, given[lesion_id] - (course.last - course.first + 1.0))
+        sizes.add(lesion.kind, size_bins[lesion_id], given[lesion_id] - (course.last - course.first + 1.0))
     return plan
 
 
