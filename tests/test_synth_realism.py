@@ -1260,6 +1260,30 @@ def test_the_mediastinum_of_the_real_slices() -> None:
     assert_medians_within(measured, MEDIASTINUM_LIKE_REAL, 6)
 
 
+def test_the_heart_has_four_chambers_apart_by_their_septa() -> None:
+    """Version 24: at the heart's middle the labels inside it hold four separate pools of blood, the left
+    heart's two arterial and the right heart's two venous, with myocardium between them (version 23 drew
+    two arterial ellipses in one oval of muscle)."""
+    from scipy import ndimage
+
+    geometry = SliceGeometry(512, 0.75, -1024.0)
+    rows, columns = np.mgrid[0:512, 0:512].astype(np.float64)
+    for seed in (0, 1, 2):
+        body = random_body(np.random.default_rng(seed))
+        for zn in (0.49, 0.51):
+            z = zn * body.height_mm
+            labels = render_labels(body, geometry, z)
+            heart = body.organ("heart", z)
+            assert heart is not None
+            inside = heart.contains(*geometry.to_body(columns, rows))
+            for blood in (Tissue.ARTERY, Tissue.VEIN):
+                _, pools = ndimage.label(inside & (labels == blood))
+                assert pools == 2, (seed, zn, blood.name, pools)
+            _, pools = ndimage.label(inside & np.isin(labels, (Tissue.ARTERY, Tissue.VEIN)))
+            assert pools == 4, (seed, zn, pools)
+            assert (inside & (labels == Tissue.MYOCARDIUM)).sum() > 0.15 * inside.sum()
+
+
 def test_the_scapulae_are_thin_blades_in_the_muscles_behind_the_chest_wall() -> None:
     """Version 22: each blade crosses the chest wall's posterolateral corner, its lateral end toward the
     armpit, at 35-65 degrees from the horizontal (four real upper-chest slices of the body-part regressor,

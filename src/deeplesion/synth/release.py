@@ -251,7 +251,8 @@ meet it and each other in front, 2.5 mm apart), the great vessels larger (ascend
 under it) and supply only lung the lens leaves: between the lungs at zn 0.42-0.46 fat 0.24 of the tissue,
 the lungs 63 mm apart (version 23 0.30 and 47 mm; real 0.12 and 70 mm; ``mediastinal_fat`` in
 the realism tests); 2.0% of the lung above -500 HU
-on 5 mm slices (real 2.5%). Lesions of the four types under 10% of the real rows choose among 48
+on 5 mm slices (real 2.5%). The heart has four chambers apart by their septa (two blood ellipses in one
+oval of muscle before; images only). Lesions of the four types under 10% of the real rows choose among 48
 candidate places, not 16 (small types ended up to 0.07 from the real mean location on some seeds). Every
 plan is drawn anew: all rows differ from version 23's.
 A release of another version is not reused by ``deeplesion demo``."""
