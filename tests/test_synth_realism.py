@@ -1047,10 +1047,16 @@ def regressor_slices(low: float, high: float) -> Iterator[tuple[npt.NDArray[np.f
                 yield hu, next(iter(spacings[study]))
 
 
+def synthetic_regressor_slices(bodies: int, heights: tuple[float, ...]) -> Iterator[npt.NDArray[np.floating]]:
+    """:func:`synthetic_slices` as :func:`regressor_slices` reads the real ones: clipped to the
+    soft-tissue window (-175 to 275 HU), -1000 at and below its bottom, at 0.75 mm pixels."""
+    for hu in synthetic_slices(bodies, heights):
+        yield np.where(hu <= -175, -1000.0, np.minimum(hu, 275.0))
+
+
 def test_bone_rings_the_upper_lungs_as_on_real_slices() -> None:
-    slices = synthetic_slices(6, UPPER_CHEST_ZN)
-    windowed = (np.where(hu <= -175, -1000, np.minimum(hu, 275)) for hu in slices)
-    assert_medians_within((bone_round_the_lungs(hu, 0.75) for hu in windowed), BONE_ROUND_LUNGS_LIKE_REAL, 16)
+    slices = synthetic_regressor_slices(6, UPPER_CHEST_ZN)
+    assert_medians_within((bone_round_the_lungs(hu, 0.75) for hu in slices), BONE_ROUND_LUNGS_LIKE_REAL, 16)
 
 
 def test_bone_rings_the_upper_lungs_of_the_real_slices() -> None:
@@ -1122,9 +1128,8 @@ def iliac_wing_shape(hu: npt.NDArray[np.floating], spacing: float) -> tuple[floa
 
 
 def test_the_iliac_wings_run_from_the_sacroiliac_joints_forward_and_out_as_real() -> None:
-    slices = synthetic_slices(6, ILIAC_WING_ZN)
-    windowed = (np.where(hu <= -175, -1000, np.minimum(hu, 275)) for hu in slices)
-    assert_medians_within((iliac_wing_shape(hu, 0.75) for hu in windowed), ILIAC_WING_LIKE_REAL, 15)
+    slices = synthetic_regressor_slices(6, ILIAC_WING_ZN)
+    assert_medians_within((iliac_wing_shape(hu, 0.75) for hu in slices), ILIAC_WING_LIKE_REAL, 15)
 
 
 def test_the_iliac_wings_of_the_real_slices() -> None:
@@ -1249,9 +1254,8 @@ def mediastinal_fat(hu: npt.NDArray[np.floating], spacing: float) -> tuple[float
 
 
 def test_the_mediastinum_between_the_lungs_is_vessels_more_than_fat() -> None:
-    slices = synthetic_slices(4, MEDIASTINUM_ZN)
-    windowed = (np.where(hu <= -175, -1000, np.minimum(hu, 275)) for hu in slices)
-    assert_medians_within((mediastinal_fat(hu, 0.75) for hu in windowed), MEDIASTINUM_LIKE_REAL, 10)
+    slices = synthetic_regressor_slices(4, MEDIASTINUM_ZN)
+    assert_medians_within((mediastinal_fat(hu, 0.75) for hu in slices), MEDIASTINUM_LIKE_REAL, 10)
 
 
 def test_the_mediastinum_of_the_real_slices() -> None:
