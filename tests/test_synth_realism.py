@@ -249,6 +249,25 @@ def test_location_herd_takes_the_candidate_that_keeps_the_mean() -> None:
     assert {herd.next_type(1.0, rng) for _ in range(20)} <= set(real_stats()["types"]) - {"bone"}
 
 
+def test_size_herd_fills_every_bin_with_rows_evenly() -> None:
+    """Version 24: a type's long diameters are dealt by rows, so after any run of lesions (here 300 of
+    1-6 rows, some giving fewer than expected) no bin of probability holds more rows than another by more
+    than the largest lesion gives, and each probability lies in its bin."""
+    from deeplesion.synth.lesions import SIZE_BINS, SizeHerd
+
+    rng = np.random.default_rng(0)
+    herd = SizeHerd({})
+    for _ in range(300):
+        expected = float(rng.integers(1, 7))
+        u, chosen = herd.next("lung", expected, rng)
+        assert chosen / SIZE_BINS <= u <= (chosen + 1) / SIZE_BINS
+        given = expected - float(rng.integers(0, 2))  # a study that did not annotate it
+        herd.add("lung", chosen, given - expected)
+    rows = herd.rows["lung"]
+    assert rows.max() - rows.min() <= 6.0 + 1.0, rows
+    assert "liver" not in herd.rows  # each type its own bins
+
+
 def render_labels_and_hu(zn: float, phase: int, lesions: list | None = None) -> tuple:  # type: ignore[type-arg]
     """Labels and HU of one 5 mm slice of the body of seed 11 at normalized height ``zn`` (no pose)."""
     body = random_body(np.random.default_rng(11))
