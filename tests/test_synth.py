@@ -290,3 +290,27 @@ def test_splits_for_any_patient_count() -> None:
         assert len(splits) == n
         if n >= 3:
             assert set(splits) == set(Split)
+
+
+def test_a_terminated_synth_leaves_no_half_written_release(tmp_path: Path) -> None:
+    """SIGTERM (``kill``, a scheduler's time limit) stops a command as Ctrl-C does: a synth killed while
+    writing leaves neither the release nor its hidden staging folder (before, Python ended without
+    unwinding and the ``.release.*.part`` folder stayed, up to gigabytes)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "release"
+    command = [sys.executable, "-m", "deeplesion.cli.main", "synth", "--out", str(out), "--patients", "6"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):  # until the first slices are written into the staging folder
+        if any(tmp_path.glob(".release.*.part/**/*.png")) or process.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the synth ended before it could be terminated"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
