@@ -249,12 +249,12 @@ fat, the lungs' medial outlines being ellipses;
 meet it and each other in front, 2.5 mm apart), the great vessels larger (ascending aorta 34 mm across,
 30 before), the lung vessel trees start just outside the lens (where the hila are; their trunks lay
 under it) and supply only lung the lens leaves: between the lungs at zn 0.42-0.46 fat 0.24 of the tissue,
-the lungs 63 mm apart (version 23 0.30 and 47 mm; real 0.12 and 70 mm; ``mediastinal_fat`` in
-the realism tests); 2.0% of the lung above -500 HU
-on 5 mm slices (real 2.5%). The heart has four chambers apart by their septa (two blood ellipses in one
-oval of muscle before; images only). Lesions of the four types under 10% of the real rows choose among 48
-candidate places, not 16 (small types ended up to 0.07 from the real mean location on some seeds). Every
-plan is drawn anew: all rows differ from version 23's.
+the lungs 63 mm apart (version 23 0.30 and 47 mm; real 0.12 and 70 mm; ``mediastinal_fat`` in the realism
+tests); 2.0% of the lung above -500 HU on 5 mm slices (real 2.5%). The heart has four chambers apart by
+their septa (two blood ellipses in one oval of muscle before; images only). Lesions of the four types
+under 10% of the real rows choose among 48 candidate places, not 16 (small types ended up to 0.07 from
+the real mean location on some seeds), and long diameters are dealt by rows (:class:`SizeHerd`), not one
+golden-ratio point per lesion. Every plan is drawn anew: all rows differ from version 23's.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
@@ -494,8 +494,9 @@ def _plan_patient(
     for lesion_id, lesion in plan.lesions.items():
         where = normalized_location(body, *lesion.center)
         course = courses[lesion_id]
-        herd.add(lesion.kind, where, given[lesion_id] - (course.last - course.first + 1.0))
-        sizes.add(lesion.kind, size_bins[lesion_id], given[lesion_id] - (course.last - course.first + 1.0))
+        surplus = given[lesion_id] - (course.last - course.first + 1.0)
+        herd.add(lesion.kind, where, surplus)
+        sizes.add(lesion.kind, size_bins[lesion_id], surplus)
     return plan
 
 
