@@ -1283,6 +1283,53 @@ def test_the_mediastinum_of_the_real_slices() -> None:
     assert_medians_within(measured, MEDIASTINUM_LIKE_REAL, 6)
 
 
+HIP_SCORES = (7.0, np.inf)
+"""Regressor slices scored in this range cut the hips, from the tops of the femoral heads to the pubic
+bones (6 of the shared ones)."""
+HIP_ZN = (0.80, 0.83, 0.86, 0.89)
+"""The synthetic heights compared with them."""
+PELVIC_MIDDLE_LIKE_REAL = ((0.05, 0.30),)
+"""Median share of fat in the middle of the pelvis (:func:`pelvic_middle_fat`). Real, the 6 regressor
+slices: 0.19 (0.06-0.39): the bladder, the rectum and the prostate or uterus inside the side walls'
+muscles, the hip flexors in front of the hips. Version 24 on 3 bodies: 0.47 (0.28-0.64), one fat space
+from the pubic bones to the rectum, the bladder ending at zn 0.885; version 25 (a longer bladder, the
+organ behind it down to the pelvic floor, the levator ani's sling, the hip flexors): 0.24."""
+
+
+def pelvic_middle_fat(hu: npt.NDArray[np.floating], spacing: float) -> tuple[float] | None:
+    """The share of fat (-190 to -30 HU, after a 3x3 median) in the middle of a slice (HU; ``spacing``
+    mm per pixel, unused: the box scales with the body): within a fifth of the body's width of its middle
+    column, between a quarter and three quarters of its depth; None without a body."""
+    import cv2
+
+    values = cv2.medianBlur(np.clip(np.asarray(hu, dtype=np.float32), -1000.0, 3000.0), 3)
+    body = body_mask(values)
+    if body is None:
+        return None
+    rows, columns = np.nonzero(body)
+    top, bottom, left, right = rows.min(), rows.max(), columns.min(), columns.max()
+    y, x = np.mgrid[: body.shape[0], : body.shape[1]]
+    middle = (
+        body
+        & (np.abs(x - 0.5 * (left + right)) < 0.2 * (right - left))
+        & (y > top + 0.25 * (bottom - top))
+        & (y < top + 0.75 * (bottom - top))
+    )
+    inside = values[middle]
+    return (float(((inside >= -190.0) & (inside < -30.0)).mean()),)
+
+
+def test_the_middle_of_the_pelvis_holds_organs_and_muscle_more_than_fat() -> None:
+    slices = synthetic_regressor_slices(3, HIP_ZN)
+    assert_medians_within((pelvic_middle_fat(hu, 0.75) for hu in slices), PELVIC_MIDDLE_LIKE_REAL, 12)
+
+
+def test_the_middle_of_the_pelvis_of_the_real_slices() -> None:
+    """The real values the synthetic ones are compared with (skips without ../shared)."""
+    measured = (pelvic_middle_fat(hu, spacing) for hu, spacing in regressor_slices(*HIP_SCORES))
+    assert_medians_within(measured, PELVIC_MIDDLE_LIKE_REAL, 6)
+
+
 def test_the_heart_has_four_chambers_apart_by_their_septa() -> None:
     """Version 24: at the heart's middle the labels inside it hold four separate pools of blood, the left
     heart's two arterial and the right heart's two venous, with myocardium between them (version 23 drew

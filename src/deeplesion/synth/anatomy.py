@@ -391,10 +391,25 @@ ORGANS: dict[str, tuple[Tissue, list[tuple[float, float, float, float, float]], 
     "bladder": (
         Tissue.URINE,
         [
-            (0.79, 0.0, -0.25, 0.10, 0.08),
-            (0.82, 0.0, -0.30, 0.32, 0.30),
-            (0.85, 0.0, -0.30, 0.28, 0.26),
-            (0.885, 0.0, -0.28, 0.08, 0.08),
+            (0.785, 0.0, -0.24, 0.12, 0.10),
+            (0.81, 0.0, -0.28, 0.34, 0.30),
+            (0.85, 0.0, -0.28, 0.32, 0.28),
+            (0.88, 0.0, -0.24, 0.22, 0.20),
+            (0.90, 0.0, -0.20, 0.08, 0.08),
+        ],
+        0.0,
+        0.05,
+    ),
+    # version 25: the prostate or the uterus and cervix behind the bladder and down past it, to the
+    # pelvic floor (drawn behind the bladder while there was one before: below zn 0.885 the middle of the
+    # pelvis was fat round the rectum, where real slices show the organs inside the levator ani's sling)
+    "pelvic_organ": (
+        Tissue.PELVIC_ORGAN,
+        [
+            (0.81, 0.0, 0.06, 0.10, 0.08),
+            (0.84, 0.0, 0.06, 0.17, 0.13),
+            (0.88, 0.0, 0.06, 0.16, 0.14),
+            (0.915, 0.0, 0.08, 0.09, 0.09),
         ],
         0.0,
         0.05,
@@ -512,7 +527,7 @@ VESSELS: dict[str, tuple[Tissue, list[tuple[float, float, float]], float]] = {
     "bronchus_R": (Tissue.AIRWAY, [(0.44, -0.05, 0.05), (0.47, -0.22, 0.05)], 6.5),
     "bronchus_L": (Tissue.AIRWAY, [(0.44, 0.05, 0.05), (0.475, 0.22, 0.08)], 6.0),
     "esophagus": (Tissue.MUSCLE, [(0.26, 0.02, 0.05), (0.45, 0.06, 0.30), (0.55, 0.10, 0.35)], 7.0),
-    "rectum": (Tissue.BOWEL_WALL, [(0.78, 0.0, 0.50), (0.88, 0.0, 0.35)], 16.0),
+    "rectum": (Tissue.BOWEL_WALL, [(0.78, 0.0, 0.50), (0.88, 0.0, 0.35), (0.93, 0.0, 0.30)], 16.0),
 }
 
 IN_PLANE_VESSELS: dict[str, tuple[Tissue, float, float, list[tuple[float, float]]]] = {
@@ -1421,6 +1436,11 @@ def _wind(segments: Array, rng: np.random.Generator) -> Array:
     return np.column_stack([segments[owner, 0], a, b, segments[owner, 7]])
 
 
+JITTER_OF = {"pelvic_organ": "bladder"}
+"""Organs that take another's offset, size and irregularity instead of drawing their own: the organ behind
+the bladder moves with it (version 25; drawing its own would have changed every later draw of a body)."""
+
+
 def random_body(rng: np.random.Generator) -> Body:
     """A plausible adult (height scale 1000-1150 mm per zn unit, fat 2-22 mm, organs +-10%)."""
     width = float(rng.uniform(0.86, 1.14))
@@ -1432,7 +1452,10 @@ def random_body(rng: np.random.Generator) -> Body:
             random_harmonics(rng, irregularity),
         )
         for name, (_, _, _, irregularity) in ORGANS.items()
+        if name not in JITTER_OF
     }
+    for name, owner in JITTER_OF.items():
+        jitter[name] = jitter[owner]
     height = float(rng.uniform(1000.0, 1150.0))
     loops = []
     for _ in range(70):
@@ -1995,11 +2018,17 @@ def femoral_heads(body: Body, z: float) -> list[tuple[float, float, float]]:
 
 def hip_muscles(body: Body, z: float) -> list[Section]:
     """The muscles round each femur at height ``z`` (iliopsoas in front, the gluteal muscles round it):
-    one section per hip, holding the femoral head, its socket, its neck and the greater trochanter."""
+    one section per hip, holding the femoral head, its socket, its neck and the greater trochanter, and
+    in front of it the hip flexors (iliopsoas, sartorius, pectineus) out to the front wall and in to the
+    pubic bone (version 25: fat lay there, between the hip's muscle and the pubic ramus)."""
     sections = []
+    cavity = body.cavity(z)
     for x, y, radius in femoral_heads(body, z):
         side = 1.0 if x > 0.0 else -1.0
         sections.append(Section(x + side * 12.0, y, radius + 26.0, radius + 14.0))
+        front = cavity.cy - 0.72 * cavity.b  # just behind the pubic bones' front ends
+        flexors_x = x - side * 0.18 * cavity.a
+        sections.append(Section(flexors_x, 0.5 * (y + front), radius + 8.0, 0.5 * (y - front), side * 0.5))
     return sections
 
 
@@ -2041,6 +2070,35 @@ def pubic_bones(body: Body, z: float) -> list[Section]:
             )
         )
     return sections
+
+
+LEVATOR_ZN = (0.855, 0.93)
+"""Normalized heights of the levator ani's sling (version 25), from the hip sockets to the anal canal."""
+LEVATOR_MM = 6.0
+"""Thickness of the levator ani, mm."""
+
+
+def levator_ani(body: Body, z: float) -> npt.NDArray[np.float64] | None:
+    """(N, 2) centre line (mm) of the levator ani at height ``z``; None outside :data:`LEVATOR_ZN`.
+
+    The pelvic floor's funnel: a sling from the side walls beside the bladder's base back round the
+    rectum, narrower toward the anal canal (version 25). Between it and the gluteal muscles lies the
+    ischioanal fat; inside it the rectum and the prostate or cervix. Before, the middle of the lower
+    pelvis was one fat space round the rectum (real slices: 6-39% fat in its middle, version 24: 28-64%).
+    """
+    low, high = LEVATOR_ZN
+    zn = body.zn(z)
+    rectum = body.vessel("rectum", z)
+    if not low <= zn <= high or rectum is None:
+        return None
+    _, rectum_y, radius = rectum
+    cavity = body.cavity(z)
+    narrowing = (zn - low) / (high - low)
+    half_width = cavity.a * (0.36 - 0.2 * narrowing)
+    front = cavity.cy - 0.1 * cavity.b
+    back = rectum_y + radius + 0.5 * LEVATOR_MM + 1.0
+    phi = np.linspace(0.0, math.pi, 25)
+    return np.column_stack([half_width * np.cos(phi), front + (back - front) * np.sin(phi)])
 
 
 def pelvic_ring(body: Body, z: float) -> list[Section]:

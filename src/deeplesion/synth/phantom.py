@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from deeplesion.synth.anatomy import (
     IN_PLANE_VESSELS,
+    LEVATOR_MM,
     LUNG_VESSEL_Z_EXTENT_MM,
     ORAL_CONTRAST_HU,
     ORGANS,
@@ -45,6 +46,7 @@ from deeplesion.synth.anatomy import (
     harmonic_jitter,
     hilum_opening,
     hip_muscles,
+    levator_ani,
     mediastinum,
     organ_outline_to_wall,
     pelvic_ring,
@@ -979,6 +981,10 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
     canvas.section(body.organ("gallbladder", z), Tissue.BILE)
     canvas.section(body.organ("spleen", z), Tissue.SPLEEN)
     canvas.section(body.organ("pancreas", z), Tissue.PANCREAS)
+    sling = levator_ani(body, z)
+    if sling is not None:
+        canvas.line(sling, LEVATOR_MM, Tissue.MUSCLE)
+    canvas.section(body.organ("pelvic_organ", z), Tissue.PELVIC_ORGAN)
     rectum = body.vessel("rectum", z)
     if rectum is not None:
         # version 13: defined since version 2 but never drawn (the pelvis behind the bladder was all fat)
@@ -989,9 +995,6 @@ def _draw_abdomen(canvas: Canvas, body: Body, z: float) -> None:
         canvas.polygon(gas_cap(lumen, y - 0.4 * radius), Tissue.GAS)
     bladder = body.organ("bladder", z)
     if bladder is not None:
-        # the uterus or prostate sits behind the bladder, between it and the rectum
-        behind = Section(bladder.cx, bladder.cy + 1.05 * bladder.b, 0.55 * bladder.a, 0.5 * bladder.b)
-        canvas.section(behind, Tissue.PELVIC_ORGAN)
         canvas.section(bladder, Tissue.BOWEL_WALL)
         canvas.section(bladder, Tissue.URINE, inset_mm=2.5)
 

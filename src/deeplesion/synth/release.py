@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 24
+GENERATOR_VERSION = 25
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -254,7 +254,13 @@ tests); 2.0% of the lung above -500 HU on 5 mm slices (real 2.5%). The heart has
 their septa (two blood ellipses in one oval of muscle before; images only). Lesions of the four types
 under 10% of the real rows choose among 48 candidate places, not 16 (small types ended up to 0.07 from
 the real mean location on some seeds), and long diameters are dealt by rows (:class:`SizeHerd`), not one
-golden-ratio point per lesion. Every plan is drawn anew: all rows differ from version 23's.
+golden-ratio point per lesion. Every plan is drawn anew: all rows differ from version 23's;
+25: the lower pelvis holds organs and muscle: the bladder reaches down to zn 0.90 (0.885), the prostate
+or uterus and cervix is an organ of its own from behind the bladder down to the pelvic floor (zn 0.81-
+0.915), the levator ani's sling runs round the rectum (zn 0.855-0.93; the rectum reaches 0.93), the hip
+flexors lie in front of each hip out to the pubic bone: in the middle of the slice at zn 0.80-0.89 fat is
+0.25 of the tissue (version 24 0.46; real, the 6 regressor slices through the hips, 0.19;
+``pelvic_middle_fat`` in the realism tests). The pelvic region changed, so every plan is drawn anew.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
