@@ -1536,6 +1536,35 @@ def test_the_femoral_head_is_a_ball_in_a_socket_open_laterally() -> None:
         )
 
 
+def test_the_hip_socket_is_a_wedge_of_bone_thickest_behind_the_head() -> None:
+    """Version 26: the acetabulum is one wedge of bone round the head's medial side, thin in front (the
+    anterior column) and thick behind (the posterior column); version 25 drew a band of even depth (two
+    arcs, 6 mm), which read as a double ring round the head. Measured along rays from the head's centre
+    50 degrees in front of and behind its medial point, from its surface outward (zn 0.815, above the
+    ischia, whose bone would join the band). Version 26 on 2 bodies: 6.3-7.0 mm in front, 12.5 behind;
+    version 25: 5.8 and 6.0."""
+    from deeplesion.synth.anatomy import femoral_heads
+
+    geometry = SliceGeometry(512, 0.5, -1024.0)
+    for seed in (11, 12):
+        body = random_body(np.random.default_rng(seed))
+        z = 0.815 * body.height_mm
+        labels = render_labels(body, geometry, z)
+        bone = np.isin(labels, (Tissue.CORTICAL, Tissue.TRABECULAR))
+        for x, y, radius in femoral_heads(body, z):
+            medial = 0.0 if x < 0.0 else math.pi
+            depths = []
+            for turn in (-1.0, 1.0):  # toward the front (-y), toward the back (+y)
+                angle = medial + turn * math.radians(50.0) * (1.0 if x < 0.0 else -1.0)
+                steps = np.arange(radius + 2.5, radius + 40.0, 0.25)
+                points = np.column_stack([x + steps * math.cos(angle), y + steps * math.sin(angle)])
+                cols, rows = geometry.points_to_px(points).T
+                inside = bone[np.rint(rows).astype(int), np.rint(cols).astype(int)]
+                depths.append(0.25 * (np.argmin(inside) if not inside.all() else len(inside)))
+            front, back = depths
+            assert front <= 9.0 and back >= 11.0, (seed, x, front, back)
+
+
 def test_bowel_holds_opacified_and_plain_fluid_stool_and_little_gas() -> None:
     """Oral contrast reaches some small-bowel loops, not all; the colon holds stool; gas is a minority of
     the bowel's lumen (version 7 filled every loop with contrast and most of some with gas)."""

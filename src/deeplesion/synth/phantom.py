@@ -1428,23 +1428,41 @@ def _draw_vertebra(canvas: Canvas, vertebral_body: Section, z: float, zn: float)
     canvas.polygon(canal + np.array([x, back]), Tissue.CSF)
 
 
+ACETABULUM_MM = (7.0, 16.0)
+"""Thickness of the hip socket's bone in front of the head's medial point and behind it, mm (version 26)."""
+
+
 def _draw_hip(canvas: Canvas, x: float, y: float, radius: float, zn: float) -> None:
     """One hip at normalized height ``zn``: the femoral head (centre x, y mm, radius mm; a thin cortex
     round marrow) under a joint line in the acetabular roof above zn 0.81; down to zn 0.855 the socket
-    (acetabulum) cups its medial side behind a thin joint space;
+    (acetabulum, a wedge of bone :data:`ACETABULUM_MM` deep) cups its medial side behind a thin joint
+    space;
     below zn 0.845 the neck runs out laterally and a little forward to the greater trochanter."""
     side = 1.0 if x > 0.0 else -1.0
     if zn < 0.81:  # the dome of the head under the acetabular roof (the iliac wing's lower end): a joint line
         canvas.circle(x, y, radius + 1.5, Tissue.CARTILAGE)
     elif zn <= 0.855:
-        # the cup: an arc round the medial side, 2 mm of cartilage then 6 mm of bone
+        # the socket (acetabulum) round the head's medial side behind 2 mm of cartilage: one wedge of bone,
+        # thin in front (the anterior column), thick behind and toward the pelvis (the posterior column,
+        # down to the ischium), cortex round marrow (version 26; before, two concentric arcs of even depth,
+        # which read as a double ring round the head where a real socket is solid bone)
         medial = math.pi if side > 0.0 else 0.0
-        phi = medial + np.linspace(-1.9, 1.9, 24)
-        arc = np.column_stack([np.cos(phi), np.sin(phi)])
+        phi = np.linspace(-1.9, 1.9, 24)
+        direction = np.column_stack([np.cos(medial - side * phi), np.sin(medial - side * phi)])
         centre = np.array([x, y])
-        canvas.line(centre + (radius + 1.0) * arc, 2.0, Tissue.CARTILAGE)
-        canvas.line(centre + (radius + 5.0) * arc, 6.0, Tissue.CORTICAL)
-        canvas.line(centre + (radius + 5.0) * arc, 3.0, Tissue.TRABECULAR)
+        canvas.line(centre + (radius + 1.0) * direction, 2.0, Tissue.CARTILAGE)
+        behind = np.clip(phi / 1.9, 0.0, 1.0)  # 0 in front of the medial point, 1 at the back
+        depth = ACETABULUM_MM[0] + (ACETABULUM_MM[1] - ACETABULUM_MM[0]) * np.sin(0.5 * math.pi * behind)
+        inner, outer = radius + 2.0, radius + 2.0 + depth
+        wedge = np.concatenate([centre + inner * direction, (centre + outer[:, None] * direction)[::-1]])
+        canvas.polygon(wedge, Tissue.CORTICAL)
+        marrow = np.concatenate(
+            [
+                centre + (inner + 1.5) * direction[2:-2],
+                (centre + (outer - 1.5)[:, None] * direction)[2:-2][::-1],
+            ]
+        )
+        canvas.polygon(marrow, Tissue.TRABECULAR)
     if zn >= 0.845:
         grow = min((zn - 0.845) / 0.03, 1.0)
         trochanter = (x + side * (radius + 16.0), y + 4.0)

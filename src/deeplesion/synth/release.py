@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "synth-manifest.json"
 CHECKSUMS_NAME = "MD5_checksums.txt"
-GENERATOR_VERSION = 25
+GENERATOR_VERSION = 26
 """The synthetic release's content version, in ``synth-manifest.json``: raised whenever the same seed and
 options give other images or rows (1: v0.1's schematic phantom; 2: the realistic anatomy and lesions;
 3: ``Normalized_lesion_location`` carries the real rows' measurement noise, images unchanged; 4: types
@@ -266,7 +266,10 @@ the real mean location has a lesion moved to another of its offered places (:fun
 40 patients, seeds 0-11: every type within 0.05 on all 12, 11 before; ``--patients 40 --seed 0`` and
 1, ``--patients 100 --seed 0`` and ``--patients 120 --seed 2026`` need no move). The pelvic lesion
 region changed, so the plans differ from version 24's (the same numbers of rows at 40 and 120 patients,
-some pelvic lesions elsewhere).
+some pelvic lesions elsewhere);
+26: the hip socket is one wedge of bone round the head's medial side, about 7 mm deep in front and 12.5
+mm behind (version 25: two concentric arcs 6 mm deep all round, a double ring round the head). Images
+only: every plan and row is version 25's.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
