@@ -2016,6 +2016,13 @@ def femoral_heads(body: Body, z: float) -> list[tuple[float, float, float]]:
     return [(side * 0.66 * cavity.a, cavity.cy + 0.05 * cavity.b, radius) for side in (-1.0, 1.0)]
 
 
+def hip_joint_muscle(x: float, y: float, radius: float) -> Section:
+    """The muscle round one hip joint whose femoral head is centred at (x, y) mm with ``radius`` mm: it
+    holds the head, its socket, its neck and the greater trochanter (no lesion region reaches into it)."""
+    side = 1.0 if x > 0.0 else -1.0
+    return Section(x + side * 8.0, y + 2.0, radius + 24.0, radius + 20.0)
+
+
 def hip_muscles(body: Body, z: float) -> list[Section]:
     """The muscles round each femur at height ``z`` (iliopsoas in front, the gluteal muscles round it):
     one section per hip, holding the femoral head, its socket, its neck and the greater trochanter, and
@@ -2025,7 +2032,7 @@ def hip_muscles(body: Body, z: float) -> list[Section]:
     cavity = body.cavity(z)
     for x, y, radius in femoral_heads(body, z):
         side = 1.0 if x > 0.0 else -1.0
-        sections.append(Section(x + side * 12.0, y, radius + 26.0, radius + 14.0))
+        sections.append(hip_joint_muscle(x, y, radius))
         front = cavity.cy - 0.72 * cavity.b  # just behind the pubic bones' front ends
         flexors_x = x - side * 0.18 * cavity.a
         sections.append(Section(flexors_x, 0.5 * (y + front), radius + 8.0, 0.5 * (y - front), side * 0.5))

@@ -45,12 +45,14 @@ from deeplesion.synth.anatomy import (
     femoral_heads,
     harmonic_jitter,
     hilum_opening,
+    hip_joint_muscle,
     hip_muscles,
     levator_ani,
     mediastinum,
     organ_outline_to_wall,
     pelvic_ring,
     pelvic_wings,
+    ray_exit,
     renal_sinus_extent,
     sacrum_parts,
     smooth_step,
@@ -1429,7 +1431,10 @@ def _draw_vertebra(canvas: Canvas, vertebral_body: Section, z: float, zn: float)
 
 
 ACETABULUM_MM = (7.0, 16.0)
-"""Thickness of the hip socket's bone in front of the head's medial point and behind it, mm (version 26)."""
+"""Thickness of the hip socket's bone in front of the head's medial point and behind it, mm (version 26),
+where the muscle round the joint leaves room (:data:`SOCKET_MARGIN_MM`)."""
+SOCKET_MARGIN_MM = 2.5
+"""The socket's bone stays this far inside the muscle round the joint, mm."""
 
 
 def _draw_hip(canvas: Canvas, x: float, y: float, radius: float, zn: float) -> None:
@@ -1453,7 +1458,11 @@ def _draw_hip(canvas: Canvas, x: float, y: float, radius: float, zn: float) -> N
         canvas.line(centre + (radius + 1.0) * direction, 2.0, Tissue.CARTILAGE)
         behind = np.clip(phi / 1.9, 0.0, 1.0)  # 0 in front of the medial point, 1 at the back
         depth = ACETABULUM_MM[0] + (ACETABULUM_MM[1] - ACETABULUM_MM[0]) * np.sin(0.5 * math.pi * behind)
-        inner, outer = radius + 2.0, radius + 2.0 + depth
+        # inside the muscle round the joint, which the pelvic lesion region leaves out (a lesion painted
+        # there would lie in bone)
+        room = ray_exit(centre, direction, hip_joint_muscle(x, y, radius).polygon()) - SOCKET_MARGIN_MM
+        inner = radius + 2.0
+        outer = np.minimum(inner + depth, np.maximum(room, inner + 3.0))
         wedge = np.concatenate([centre + inner * direction, (centre + outer[:, None] * direction)[::-1]])
         canvas.polygon(wedge, Tissue.CORTICAL)
         marrow = np.concatenate(

@@ -268,8 +268,11 @@ the real mean location has a lesion moved to another of its offered places (:fun
 region changed, so the plans differ from version 24's (the same numbers of rows at 40 and 120 patients,
 some pelvic lesions elsewhere);
 26: the hip socket is one wedge of bone round the head's medial side, about 7 mm deep in front and 12.5
-mm behind (version 25: two concentric arcs 6 mm deep all round, a double ring round the head). Images
-only: every plan and row is version 25's.
+mm behind (version 25: two concentric arcs 6 mm deep all round, a double ring round the head), inside a
+larger muscle round the joint (:func:`~deeplesion.synth.anatomy.hip_joint_muscle`), which the pelvic
+lesion region leaves out: a lesion there would lie in the socket's bone. The plans of ``--patients 40
+--seed 0``, ``--patients 100 --seed 0`` and ``--patients 120 --seed 2026`` are version 25's (hashed);
+another plan may move a pelvic lesion that lay where the muscle now is.
 A release of another version is not reused by ``deeplesion demo``."""
 QUIRK_CONTEXT_MM = 12.0
 """The file-level quirks (a missing, a truncated, an 8-bit slice) are planted further than this from every
