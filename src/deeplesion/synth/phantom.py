@@ -1461,17 +1461,18 @@ def _draw_hip(canvas: Canvas, x: float, y: float, radius: float, zn: float) -> N
         # inside the muscle round the joint, which the pelvic lesion region leaves out (a lesion painted
         # there would lie in bone)
         room = ray_exit(centre, direction, hip_joint_muscle(x, y, radius).polygon()) - SOCKET_MARGIN_MM
-        inner = radius + 2.0
+        inner = np.full(len(phi), radius + 2.0)
         outer = np.minimum(inner + depth, np.maximum(room, inner + 3.0))
-        wedge = np.concatenate([centre + inner * direction, (centre + outer[:, None] * direction)[::-1]])
-        canvas.polygon(wedge, Tissue.CORTICAL)
-        marrow = np.concatenate(
-            [
-                centre + (inner + 1.5) * direction[2:-2],
-                (centre + (outer - 1.5)[:, None] * direction)[2:-2][::-1],
-            ]
-        )
-        canvas.polygon(marrow, Tissue.TRABECULAR)
+
+        def band(
+            near: npt.NDArray[np.float64], far: npt.NDArray[np.float64], keep: slice
+        ) -> npt.NDArray[np.float64]:
+            """Outline between ``near`` and ``far`` mm from the centre along ``direction[keep]``."""
+            rays = direction[keep]
+            return np.concatenate([centre + near[keep, None] * rays, (centre + far[keep, None] * rays)[::-1]])
+
+        canvas.polygon(band(inner, outer, slice(None)), Tissue.CORTICAL)
+        canvas.polygon(band(inner + 1.5, outer - 1.5, slice(2, -2)), Tissue.TRABECULAR)  # cortex round marrow
     if zn >= 0.845:
         grow = min((zn - 0.845) / 0.03, 1.0)
         trochanter = (x + side * (radius + 16.0), y + 4.0)

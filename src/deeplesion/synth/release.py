@@ -461,12 +461,13 @@ def _location_sums(plans: list[PatientPlan]) -> dict[str, tuple[npt.NDArray[np.f
     return sums
 
 
-def _location_gaps(plans: list[PatientPlan]) -> dict[str, float]:
-    """Type -> largest per-axis gap between its rows' mean normalized location and the real mean."""
+def _location_gaps(sums: dict[str, tuple[npt.NDArray[np.float64], float]]) -> dict[str, float]:
+    """Type -> largest per-axis gap between its rows' mean normalized location (``sums``:
+    :func:`_location_sums`) and the real mean."""
     types = real_stats()["types"]
     return {
         kind: float(np.abs(total / weight - np.asarray(types[kind]["location_mean"])).max())
-        for kind, (total, weight) in _location_sums(plans).items()
+        for kind, (total, weight) in sums.items()
         if weight > 0
     }
 
@@ -490,11 +491,12 @@ def _repair_locations(
     picks: dict[int, dict[int, int]] = {}
     types = real_stats()["types"]
     for _ in range(LOCATION_REPAIRS):
-        gaps = _location_gaps(plans)
+        sums = _location_sums(plans)
+        gaps = _location_gaps(sums)
         kind = max(gaps, key=lambda k: gaps[k])
         if gaps[kind] <= LOCATION_REPAIR_GAP:
             return
-        total, weight = _location_sums(plans)[kind]
+        total, weight = sums[kind]
         target = np.asarray(types[kind]["location_mean"])
         best: tuple[float, int, int, int] | None = None
         for p, plan in enumerate(plans):
@@ -517,7 +519,7 @@ def _repair_locations(
         previous = plans[p], options[p]
         plans[p] = _plan_patient(p + 1, seed, splits[p], *dealt, picks=tried, options=tried_options)
         options[p] = tried_options
-        if max(_location_gaps(plans).values()) >= max(gaps.values()):
+        if max(_location_gaps(_location_sums(plans)).values()) >= max(gaps.values()):
             plans[p], options[p] = previous
             return
         picks[p] = tried
@@ -621,7 +623,7 @@ def _plan_patient(
             )
         )
     # the herd counted every lesion as annotated in every study it is in; now the rows are known
-    given = Counter(series.lesion_ids[i] for series in plan.series for i in series.annotated)
+    given = _row_counts(plan)
     for lesion_id, lesion in plan.lesions.items():
         where = normalized_location(body, *lesion.center)
         course = courses[lesion_id]
